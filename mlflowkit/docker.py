@@ -1,0 +1,144 @@
+"""The one place that runs the Docker CLI.
+
+:func:`run` executes a command with a timeout and raises :class:`CommandError` (argv, exit code, stdout,
+stderr) on failure. :class:`Compose` builds ``docker compose`` argv declaratively, one method per action.
+"""
+
+from __future__ import annotations
+
+import subprocess
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from mlflowkit.errors import CommandError, CommandTimeout, ComposeMissing, EngineNotRunning
+
+MIN_COMPOSE = (2, 24)
+
+
+def run(
+    argv: Sequence[str],
+    *,
+    timeout: float,
+    env: Mapping[str, str] | None = None,
+    capture: bool = True,
+    input: str | None = None,
+) -> subprocess.CompletedProcess[str]:
+    """Run ``argv``; raise CommandError on a non-zero exit, CommandTimeout when it outlives ``timeout``.
+
+    ``capture=False`` streams output to the terminal (progress of builds and ``up``) and keeps none.
+    """
+    try:
+        proc = subprocess.run(
+            list(argv),
+            capture_output=capture,
+            text=True,
+            timeout=timeout,
+            env=dict(env) if env is not None else None,
+            input=input,
+            check=False,
+        )
+    except subprocess.TimeoutExpired as exc:
+        raise CommandTimeout(argv, timeout, _text(exc.stdout), _text(exc.stderr)) from None
+    except FileNotFoundError:
+        raise CommandError(argv, 127, "", f"{argv[0]}: command not found") from None
+    if proc.returncode != 0:
+        raise CommandError(argv, proc.returncode, proc.stdout or "", proc.stderr or "")
+    return proc
+
+
+def _text(value: str | bytes | None) -> str:
+    if isinstance(value, bytes):
+        return value.decode(errors="replace")
+    return value or ""
+
+
+def check_engine(timeout: float = 20) -> None:
+    """Raise EngineNotRunning / ComposeMissing unless an engine and Compose >= 2.24 answer."""
+    try:
+        run(["docker", "info", "--format", "{{.ServerVersion}}"], timeout=timeout)
+    except CommandError as exc:
+        raise EngineNotRunning(exc.stderr) from None
+    try:
+        out = run(["docker", "compose", "version", "--short"], timeout=timeout).stdout.strip()
+    except CommandError:
+        raise ComposeMissing() from None
+    if parse_version(out) < MIN_COMPOSE:
+        raise ComposeMissing(out)
+
+
+def parse_version(text: str) -> tuple[int, ...]:
+    """``"v2.40.3"`` -> ``(2, 40, 3)``; anything unparsable -> ``(0,)``."""
+    parts = []
+    for piece in text.strip().lstrip("v").split("."):
+        digits = "".join(ch for ch in piece if ch.isdigit())
+        if not digits:
+            break
+        parts.append(int(digits))
+    return tuple(parts) or (0,)
+
+
+def image_exists(image: str, timeout: float = 30) -> bool:
+    try:
+        run(["docker", "image", "inspect", image], timeout=timeout)
+    except CommandError:
+        return False
+    return True
+
+
+@dataclass(frozen=True)
+class Compose:
+    """Options of one compose project; each method appends its subcommand to :attr:`base_argv`."""
+
+    files: tuple[Path, ...]
+    project: str
+    env_file: Path | None = None
+    profiles: tuple[str, ...] = ()
+    env: Mapping[str, str] | None = None  # process environment for the CLI (None: inherit)
+    timeout: float = 120
+    extra: tuple[str, ...] = field(default_factory=tuple)
+
+    @property
+    def base_argv(self) -> list[str]:
+        argv = ["docker", "compose", "--project-name", self.project]
+        for file in self.files:
+            argv += ["--file", str(file)]
+        if self.env_file is not None:
+            argv += ["--env-file", str(self.env_file)]
+        for profile in self.profiles:
+            argv += ["--profile", profile]
+        return argv
+
+    def _run(self, *args: str, timeout: float | None = None, capture: bool = True) -> str:
+        proc = run([*self.base_argv, *args], timeout=timeout or self.timeout, env=self.env, capture=capture)
+        return proc.stdout or ""
+
+    def build(self, services: Sequence[str] = (), *, timeout: float, progress: bool = True) -> None:
+        args = ["build", *(("--progress", "plain") if not progress else ()), *services]
+        self._run(*args, timeout=timeout, capture=not progress)
+
+    def up(
+        self, services: Sequence[str] = (), *, timeout: float, recreate: bool = False, progress: bool = True
+    ) -> None:
+        args = ["up", "--detach", "--wait", "--wait-timeout", str(int(timeout))]
+        if recreate:
+            args.append("--force-recreate")
+        self._run(*args, *services, timeout=timeout + 30, capture=not progress)
+
+    def down(self, *, volumes: bool = False, timeout: float | None = None) -> None:
+        self._run("down", "--remove-orphans", *(("--volumes",) if volumes else ()), timeout=timeout)
+
+    def ps(self, *, all_: bool = True) -> str:
+        return self._run("ps", "--format", "json", *(("--all",) if all_ else ()))
+
+    def logs(self, services: Sequence[str] = (), *, tail: int | None = None) -> str:
+        args = ["logs", "--no-color", "--timestamps"]
+        if tail is not None:
+            args += ["--tail", str(tail)]
+        return self._run(*args, *services)
+
+    def exec(self, service: str, command: Sequence[str], *, timeout: float | None = None) -> str:
+        return self._run("exec", "-T", service, *command, timeout=timeout)
+
+    def config(self) -> str:
+        return self._run("config")

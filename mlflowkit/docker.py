@@ -113,9 +113,9 @@ class Compose:
         proc = run([*self.base_argv, *args], timeout=timeout or self.timeout, env=self.env, capture=capture)
         return proc.stdout or ""
 
-    def build(self, services: Sequence[str] = (), *, timeout: float, progress: bool = True) -> None:
-        args = ["build", *(("--progress", "plain") if not progress else ()), *services]
-        self._run(*args, timeout=timeout, capture=not progress)
+    def build(self, services: Sequence[str] = (), *, timeout: float) -> None:
+        """Build, streaming Compose's progress to the terminal."""
+        self._run("build", *services, timeout=timeout, capture=False)
 
     def up(
         self, services: Sequence[str] = (), *, timeout: float, recreate: bool = False, progress: bool = True

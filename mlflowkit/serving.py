@@ -1,0 +1,96 @@
+"""A served model: wait for ``/ping``, ``predict(dataframe)`` over HTTP, and stop what was started."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from typing import Any
+
+from mlflowkit.client import Connection
+from mlflowkit.errors import KitError
+
+
+@dataclass(frozen=True)
+class ServedModel:
+    """An MLflow scoring server at ``url`` (``mlflow models serve``)."""
+
+    url: str
+    timeout: float = 30  # per request
+
+    def ping(self) -> bool:
+        import requests
+
+        try:
+            return requests.get(f"{self.url}/ping", timeout=min(self.timeout, 5)).status_code == 200
+        except requests.RequestException:
+            return False
+
+    def wait(self, timeout: float, alive: Any = None) -> None:
+        """Poll ``/ping`` until it answers 200; ``alive()`` returning False aborts early."""
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if self.ping():
+                return
+            if alive is not None and not alive():
+                raise KitError(f"the scoring server for {self.url} exited before answering /ping.")
+            time.sleep(0.5)
+        raise KitError(f"{self.url}/ping did not answer 200 within {timeout:.0f} s.")
+
+    def predict(self, frame: Any) -> list[Any]:
+        """POST ``frame`` (a pandas DataFrame) to ``/invocations``; the predictions as a list."""
+        import requests
+
+        payload = {"dataframe_split": frame.to_dict(orient="split")}
+        try:
+            response = requests.post(f"{self.url}/invocations", json=payload, timeout=self.timeout)
+        except requests.RequestException as exc:
+            raise KitError(f"POST {self.url}/invocations failed: {exc}") from exc
+        if response.status_code != 200:
+            raise KitError(f"POST {self.url}/invocations answered {response.status_code}: {response.text[:300]}")
+        return list(response.json()["predictions"])
+
+
+@contextmanager
+def serve_local(model_uri: str, connection: Connection, *, port: int, timeout: float = 120) -> Iterator[ServedModel]:
+    """Run ``mlflow models serve`` as a local process on 127.0.0.1:``port``; always stopped on exit."""
+    env = {**os.environ, **connection.environ()}
+    bin_dir = os.path.dirname(sys.executable)
+    env["PATH"] = bin_dir + os.pathsep + env.get("PATH", "")  # it execs uvicorn from PATH
+    argv = [sys.executable, "-m", "mlflow", "models", "serve", "-m", model_uri, "--env-manager", "local",
+            "--host", "127.0.0.1", "--port", str(port), "--workers", "1"]
+    log = tempfile.TemporaryFile(mode="w+")  # a file, not a pipe: a chatty server never blocks on it
+    # Its own process group: the scoring server's workers go down with it.
+    proc = subprocess.Popen(argv, env=env, stdout=log, stderr=subprocess.STDOUT, text=True, start_new_session=True)
+    served = ServedModel(f"http://127.0.0.1:{port}")
+    try:
+        try:
+            served.wait(timeout, alive=lambda: proc.poll() is None)
+        except KitError as exc:
+            _stop(proc)
+            log.seek(0)
+            raise KitError(str(exc), details=log.read()[-3000:]) from None
+        yield served
+    finally:
+        _stop(proc)
+        log.close()
+
+
+def _stop(proc: subprocess.Popen[str]) -> None:
+    """SIGTERM the process group we started, SIGKILL it if it lingers."""
+    for sig, wait in ((signal.SIGTERM, 15), (signal.SIGKILL, 10)):
+        try:
+            os.killpg(proc.pid, sig)
+        except ProcessLookupError:
+            return
+        try:
+            proc.wait(timeout=wait)
+            return
+        except subprocess.TimeoutExpired:
+            continue

@@ -1,0 +1,183 @@
+"""Bring a topology's stack up and down, and ask it how it is: the orchestration behind the CLI."""
+
+from __future__ import annotations
+
+import json
+import socket
+import sys
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+from mlflowkit import envfile, images
+from mlflowkit.client import Connection
+from mlflowkit.docker import Compose, check_engine, run
+from mlflowkit.errors import CommandError, KitError, PortTaken
+from mlflowkit.serving import ServedModel
+from mlflowkit.settings import Settings
+from mlflowkit.topology import Topology
+
+Log = Callable[[str], None]
+
+
+def _stderr(message: str) -> None:
+    print(message, file=sys.stderr, flush=True)
+
+
+@dataclass(frozen=True)
+class ServiceState:
+    service: str
+    state: str  # running | exited | …
+    health: str  # healthy | starting | unhealthy | "" (no healthcheck)
+    exit_code: int
+    ports: str
+
+
+class Stack:
+    """One topology's compose project on this machine."""
+
+    def __init__(self, topology: Topology, settings: Settings | None = None, log: Log = _stderr) -> None:
+        self.topology = topology
+        self.settings = settings or Settings()
+        self.log = log
+
+    @property
+    def compose_file(self) -> Path:
+        return self.settings.stack_dir(self.topology.name) / "compose.yaml"
+
+    @property
+    def env_file(self) -> Path:
+        return self.settings.env_file(self.topology.name)
+
+    def compose(self, *, with_serve: bool = False) -> Compose:
+        profiles = (self.topology.serve_profile,) if with_serve else ()
+        env_file = self.env_file if self.env_file.exists() else None
+        return Compose(files=(self.compose_file,), project=self.topology.project, env_file=env_file,
+                       profiles=profiles, timeout=self.settings.command_timeout)
+
+    def env(self) -> dict[str, str]:
+        return envfile.load(self.env_file, self.topology)
+
+    # --- lifecycle -------------------------------------------------------------------------------------
+
+    def up(self, *, keep: bool = False) -> None:
+        """Build missing images, write .env, ``up --wait``; on failure show logs and remove what started."""
+        check_engine()
+        images.ensure(self.settings, self.log)
+        values = envfile.ensure(self.env_file, self.topology, self.settings.bind_address)
+        running = {s.service for s in self.states() if s.state == "running"}
+        self._check_ports(values, running)
+        self.log(f"up: starting {self.topology.project} (timeout {self.settings.up_timeout:.0f} s)")
+        try:
+            self.compose().up(timeout=self.settings.up_timeout)
+        except CommandError as exc:
+            failure = self._failure_report()
+            if not keep:
+                self.log("up: failed; removing the containers it started (volumes kept; --keep keeps them)")
+                self.compose(with_serve=True).down()
+            raise KitError(f"{self.topology.name} did not come up: {exc.message}",
+                           hint="see the service logs above; `mlflowkit up --keep` leaves them for inspection.",
+                           details=failure) from None
+        self.log(f"up: {self.topology.name} is up")
+
+    def down(self, *, volumes: bool = False) -> None:
+        check_engine()
+        if not self.states() and not (volumes and self.volumes()):
+            raise KitError(f"{self.topology.name} is not up (no containers in project {self.topology.project}).",
+                           hint="`mlflowkit status` lists what runs.")
+        self.compose(with_serve=True).down(volumes=volumes)
+        self.log(f"down: {self.topology.name} stopped" + (", volumes removed" if volumes else ", volumes kept"))
+
+    def serve(self) -> ServedModel:
+        """(Re)start the serving service on the model's current alias and wait for ``/ping``."""
+        port = int(self.env()[self.topology.port("SERVE_PORT").variable])
+        self.log(f"serve: starting {self.topology.serve_service} on 127.0.0.1:{port}")
+        try:
+            self.compose(with_serve=True).up([self.topology.serve_service], timeout=self.settings.up_timeout,
+                                             recreate=True, progress=False)
+        except CommandError as exc:
+            raise KitError(f"the serving service did not become healthy: {exc.message}",
+                           details=self.logs([self.topology.serve_service], tail=60)) from None
+        served = ServedModel(f"http://127.0.0.1:{port}", timeout=self.settings.client_timeout)
+        served.wait(timeout=60)
+        return served
+
+    def stop_serving(self) -> None:
+        compose = self.compose(with_serve=True)
+        compose._run("rm", "--stop", "--force", self.topology.serve_service)
+
+    # --- inspection ------------------------------------------------------------------------------------
+
+    def states(self) -> list[ServiceState]:
+        out = self.compose(with_serve=True).ps()
+        return [_state(json.loads(line)) for line in out.splitlines() if line.strip().startswith("{")]
+
+    def volumes(self) -> list[str]:
+        out = run(["docker", "volume", "ls", "--quiet", "--filter",
+                   f"label=com.docker.compose.project={self.topology.project}"],
+                  timeout=self.settings.command_timeout).stdout
+        return out.split()
+
+    def logs(self, services: list[str] | None = None, tail: int | None = None) -> str:
+        return self.compose(with_serve=True).logs(services or [], tail=tail)
+
+    def connection(self) -> Connection:
+        """How a client on this host reaches the stack (what `mlflowkit env` prints)."""
+        values = self.env()
+        host = "127.0.0.1"
+        mlflow_port = values[self.topology.port("MLFLOW_PORT").variable]
+        s3 = {}
+        if self.topology.client_needs_s3_credentials:
+            s3 = dict(
+                s3_endpoint_url=f"http://{host}:{values['S3_PORT']}",
+                aws_access_key_id=values["AWS_ACCESS_KEY_ID"],
+                aws_secret_access_key=values["AWS_SECRET_ACCESS_KEY"],
+            )
+        return Connection(tracking_uri=f"http://{host}:{mlflow_port}", timeout=self.settings.client_timeout, **s3)
+
+    def _check_ports(self, values: dict[str, str], running: set[str]) -> None:
+        address = values.get("BIND_ADDRESS", "127.0.0.1")
+        for port in self.topology.ports:
+            if port.service in running:
+                continue
+            number = int(values.get(port.variable, port.default))
+            if not port_free(address, number):
+                raise PortTaken(address, number, port.variable, str(self.env_file))
+
+    def _failure_report(self) -> str:
+        """The last log lines of every service that is not running healthy or exited 0."""
+        try:
+            states = self.states()
+        except CommandError:
+            return ""
+        bad = [s.service for s in states
+               if s.health == "unhealthy" or (s.state == "exited" and s.exit_code != 0)
+               or (s.state == "running" and s.health == "starting")]
+        if not bad:
+            bad = [s.service for s in states]
+        try:
+            return self.logs(bad, tail=40)
+        except CommandError as exc:
+            return exc.details or ""
+
+
+def _state(row: dict) -> ServiceState:
+    return ServiceState(
+        service=row.get("Service", ""),
+        state=row.get("State", ""),
+        health=row.get("Health", ""),
+        exit_code=int(row.get("ExitCode") or 0),
+        ports=row.get("Publishers") and ", ".join(
+            f"{p['URL']}:{p['PublishedPort']}" for p in row["Publishers"] if p.get("PublishedPort")) or "",
+    )
+
+
+def port_free(address: str, port: int) -> bool:
+    """True when nothing listens on ``address:port`` (so a container can publish it)."""
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            sock.bind((address if address != "0.0.0.0" else "", port))
+        except OSError:
+            return False
+    return True

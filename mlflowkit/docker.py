@@ -6,6 +6,7 @@ stderr) on failure. :class:`Compose` builds ``docker compose`` argv declarativel
 
 from __future__ import annotations
 
+import re
 import subprocess
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
@@ -68,14 +69,9 @@ def check_engine(timeout: float = 20) -> None:
 
 
 def parse_version(text: str) -> tuple[int, ...]:
-    """``"v2.40.3"`` -> ``(2, 40, 3)``; anything unparsable -> ``(0,)``."""
-    parts = []
-    for piece in text.strip().lstrip("v").split("."):
-        digits = "".join(ch for ch in piece if ch.isdigit())
-        if not digits:
-            break
-        parts.append(int(digits))
-    return tuple(parts) or (0,)
+    """``"v2.40.3"`` -> ``(2, 40, 3)``; ``"2.24.0-desktop.1"`` -> ``(2, 24, 0)``; unparsable -> ``(0,)``."""
+    match = re.match(r"^v?(\d+)(?:\.(\d+))?(?:\.(\d+))?", text.strip())
+    return tuple(int(part) for part in match.groups() if part is not None) if match else (0,)
 
 
 def image_exists(image: str, timeout: float = 30) -> bool:

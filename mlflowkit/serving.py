@@ -65,21 +65,22 @@ def serve_local(model_uri: str, connection: Connection, *, port: int, timeout: f
     env["PATH"] = bin_dir + os.pathsep + env.get("PATH", "")  # it execs uvicorn from PATH
     argv = [sys.executable, "-m", "mlflow", "models", "serve", "-m", model_uri, "--env-manager", "local",
             "--host", "127.0.0.1", "--port", str(port), "--workers", "1"]
-    log = tempfile.TemporaryFile(mode="w+")  # a file, not a pipe: a chatty server never blocks on it
-    # Its own process group: the scoring server's workers go down with it.
-    proc = subprocess.Popen(argv, env=env, stdout=log, stderr=subprocess.STDOUT, text=True, start_new_session=True)
     served = ServedModel(f"http://127.0.0.1:{port}")
-    try:
+    # Output to a file, not a pipe: a chatty server never blocks on it. Its own process group, so the
+    # scoring server's workers go down with it.
+    with tempfile.TemporaryFile(mode="w+") as log:
+        proc = subprocess.Popen(argv, env=env, stdout=log, stderr=subprocess.STDOUT, text=True,
+                                start_new_session=True)
         try:
-            served.wait(timeout, alive=lambda: proc.poll() is None)
-        except KitError as exc:
+            try:
+                served.wait(timeout, alive=lambda: proc.poll() is None)
+            except KitError as exc:
+                _stop(proc)
+                log.seek(0)
+                raise KitError(str(exc), details=log.read()[-3000:]) from None
+            yield served
+        finally:
             _stop(proc)
-            log.seek(0)
-            raise KitError(str(exc), details=log.read()[-3000:]) from None
-        yield served
-    finally:
-        _stop(proc)
-        log.close()
 
 
 def _stop(proc: subprocess.Popen[str]) -> None:

@@ -27,6 +27,10 @@ class Settings:
     base_image: str = field(default_factory=lambda: _env("BASE_IMAGE", "debian:bookworm-slim"))
     ca_bundle: str = field(default_factory=lambda: _env("HOST_CA_BUNDLE", ""))
     bind_address: str = field(default_factory=lambda: _env("BIND_ADDRESS", "127.0.0.1"))
+    # Compose projects are "<prefix>-<topology>"; tests use their own prefix so they never touch a user's stack.
+    project_prefix: str = field(default_factory=lambda: _env("MLFLOWKIT_PROJECT_PREFIX", "mlflowkit"))
+    # Where each stack's .env lives; unset: beside its compose.yaml (where plain `docker compose` finds it).
+    env_dir: str = field(default_factory=lambda: _env("MLFLOWKIT_ENV_DIR", ""))
     build_timeout: float = field(default_factory=lambda: _env_float("MLFLOWKIT_BUILD_TIMEOUT", 1800))
     up_timeout: float = field(default_factory=lambda: _env_float("MLFLOWKIT_UP_TIMEOUT", 300))
     client_timeout: float = field(default_factory=lambda: _env_float("MLFLOWKIT_CLIENT_TIMEOUT", 60))
@@ -44,7 +48,12 @@ class Settings:
         return self.stacks_dir / topology
 
     def env_file(self, topology: str) -> Path:
+        if self.env_dir:
+            return Path(self.env_dir) / f"{topology}.env"
         return self.stack_dir(topology) / ".env"
+
+    def project(self, topology: str) -> str:
+        return f"{self.project_prefix}-{topology}"
 
     def effective_ca_bundle(self) -> Path | None:
         """The CA bundle handed to image builds: HOST_CA_BUNDLE, else the system's, else none."""

@@ -42,6 +42,10 @@ class Stack:
         self.log = log
 
     @property
+    def project(self) -> str:
+        return self.settings.project(self.topology.name)
+
+    @property
     def compose_file(self) -> Path:
         return self.settings.stack_dir(self.topology.name) / "compose.yaml"
 
@@ -52,7 +56,7 @@ class Stack:
     def compose(self, *, with_serve: bool = False) -> Compose:
         profiles = (self.topology.serve_profile,) if with_serve else ()
         env_file = self.env_file if self.env_file.exists() else None
-        return Compose(files=(self.compose_file,), project=self.topology.project, env_file=env_file,
+        return Compose(files=(self.compose_file,), project=self.project, env_file=env_file,
                        profiles=profiles, timeout=self.settings.command_timeout)
 
     def env(self) -> dict[str, str]:
@@ -67,7 +71,7 @@ class Stack:
         values = envfile.ensure(self.env_file, self.topology, self.settings.bind_address)
         running = {s.service for s in self.states() if s.state == "running"}
         self._check_ports(values, running)
-        self.log(f"up: starting {self.topology.project} (timeout {self.settings.up_timeout:.0f} s)")
+        self.log(f"up: starting {self.project} (timeout {self.settings.up_timeout:.0f} s)")
         try:
             self.compose().up(timeout=self.settings.up_timeout)
         except CommandError as exc:
@@ -83,7 +87,7 @@ class Stack:
     def down(self, *, volumes: bool = False) -> None:
         check_engine()
         if not self.states() and not (volumes and self.volumes()):
-            raise KitError(f"{self.topology.name} is not up (no containers in project {self.topology.project}).",
+            raise KitError(f"{self.topology.name} is not up (no containers in project {self.project}).",
                            hint="`mlflowkit status` lists what runs.")
         self.compose(with_serve=True).down(volumes=volumes)
         self.log(f"down: {self.topology.name} stopped" + (", volumes removed" if volumes else ", volumes kept"))
@@ -114,7 +118,7 @@ class Stack:
 
     def volumes(self) -> list[str]:
         out = run(["docker", "volume", "ls", "--quiet", "--filter",
-                   f"label=com.docker.compose.project={self.topology.project}"],
+                   f"label=com.docker.compose.project={self.project}"],
                   timeout=self.settings.command_timeout).stdout
         return out.split()
 

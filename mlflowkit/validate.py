@@ -37,6 +37,9 @@ class StepResult:
 class Report:
     topology: str
     steps: list[StepResult] = field(default_factory=list)
+    run_id: str = ""  # what this validation created, for checks that come later (persistence)
+    model_version: str = ""
+    earlier_runs: list[str] = field(default_factory=list)
 
     @property
     def ok(self) -> bool:
@@ -222,4 +225,5 @@ def validate(stack: Stack, log: Callable[[str], None] | None = None) -> Report:
         log(f"validate {stack.topology.name}: {name:<18} {'PASS' if ok else 'FAIL'} {result.seconds:6.1f} s  {detail}")
         if not ok:
             break
+    report.run_id, report.model_version, report.earlier_runs = state.run_id, state.version, state.earlier_runs
     return report

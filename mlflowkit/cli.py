@@ -1,0 +1,185 @@
+"""The `mlflowkit` command: parses, calls the library, prints. No logic of its own."""
+
+from __future__ import annotations
+
+import shlex
+import sys
+from collections.abc import Callable
+from typing import Annotated
+
+import typer
+from rich.console import Console
+from rich.table import Table
+
+from mlflowkit import images, topology
+from mlflowkit.errors import KitError, UnknownTopology
+from mlflowkit.settings import Settings
+from mlflowkit.stack import Stack
+from mlflowkit.validate import Report, validate
+
+app = typer.Typer(add_completion=False, no_args_is_help=True, help=__doc__, pretty_exceptions_enable=False)
+out = Console()
+err = Console(stderr=True, highlight=False)
+
+TopologyArg = Annotated[str, typer.Argument(help=f"one of: {', '.join(topology.TOPOLOGIES)}", show_default=False)]
+
+
+def _log(message: str) -> None:
+    err.print(message, markup=False)
+
+
+def _stack(name: str) -> Stack:
+    return Stack(topology.get(name), Settings(), log=_log)
+
+
+def _fail(exc: KitError) -> None:
+    if exc.details:
+        err.print(exc.details.rstrip()[-4000:], markup=False, style="dim")
+    err.print(f"error: {exc}", markup=False, style="bold red")
+    raise typer.Exit(2 if isinstance(exc, UnknownTopology) else 1)
+
+
+def guarded(func: Callable[..., None]) -> Callable[..., None]:
+    """Every command: a KitError becomes one clear line (plus hint) and a non-zero exit."""
+    from functools import wraps
+
+    @wraps(func)
+    def wrapper(*args: object, **kwargs: object) -> None:
+        try:
+            func(*args, **kwargs)
+        except KitError as exc:
+            _fail(exc)
+        except KeyboardInterrupt:
+            err.print("interrupted")
+            raise typer.Exit(130) from None
+
+    return wrapper
+
+
+@app.command("list")
+@guarded
+def list_() -> None:
+    """The topologies this kit provisions."""
+    table = Table("topology", "MLflow scenario", "what it is", "ports (variable=default)")
+    for t in topology.TOPOLOGIES.values():
+        table.add_row(t.name, str(t.scenario), t.title, ", ".join(f"{p.variable}={p.default}" for p in t.ports))
+    out.print(table)
+
+
+@app.command()
+@guarded
+def build(base: Annotated[str | None, typer.Option(help="base image (default: $BASE_IMAGE)")] = None) -> None:
+    """Build every image the stacks run (cached layers make a rebuild quick)."""
+    settings = Settings() if base is None else Settings(base_image=base)
+    images.build(settings, _log)
+
+
+@app.command()
+@guarded
+def up(name: TopologyArg, keep: Annotated[bool, typer.Option(help="leave failed containers for inspection")] = False,
+       ) -> None:
+    """Build missing images, write the stack's .env, start it and wait until it is healthy."""
+    _stack(name).up(keep=keep)
+
+
+@app.command("validate")
+@guarded
+def validate_(
+    name: Annotated[str | None, typer.Argument(help="a topology (or --all)", show_default=False)] = None,
+    all_: Annotated[bool, typer.Option("--all", help="bring up, validate and take down every topology")] = False,
+) -> None:
+    """Prove a running stack end to end: log, register, alias, serve, predict, check where data landed."""
+    if all_ == (name is not None):
+        raise KitError("give one topology or --all.", hint=f"topologies: {', '.join(topology.TOPOLOGIES)}")
+    if name is not None:
+        stack = _stack(name)
+        report = validate(stack)
+        _print_reports([report])
+        if not report.ok:
+            failed = report.failure
+            raise KitError(f"{name}: step {failed.name!r} failed: {failed.detail}")
+        _print_usage(stack)
+        return
+    reports = []
+    for t in topology.TOPOLOGIES.values():
+        stack = _stack(t.name)
+        stack.up()
+        try:
+            reports.append(validate(stack))
+        finally:
+            stack.down()
+    _print_reports(reports)
+    failed = [r.topology for r in reports if not r.ok]
+    if failed:
+        raise KitError(f"validation failed for: {', '.join(failed)}")
+
+
+@app.command()
+@guarded
+def down(name: TopologyArg,
+         volumes: Annotated[bool, typer.Option(help="also delete the stack's data volumes")] = False) -> None:
+    """Stop and remove the stack's containers (its data volumes stay unless --volumes)."""
+    _stack(name).down(volumes=volumes)
+
+
+@app.command()
+@guarded
+def status(name: Annotated[str | None, typer.Argument(show_default=False)] = None) -> None:
+    """Containers of every (or one) topology: state, health, published ports."""
+    from mlflowkit.docker import check_engine
+
+    check_engine()
+    names = [name] if name else list(topology.TOPOLOGIES)
+    table = Table("topology", "service", "state", "health", "published")
+    for each in names:
+        states = _stack(each).states()
+        if not states:
+            table.add_row(each, "-", "down", "", "")
+        for s in states:
+            state = s.state if s.state != "exited" else f"exited ({s.exit_code})"
+            table.add_row(each, s.service, state, s.health, s.ports)
+    out.print(table)
+
+
+@app.command()
+@guarded
+def logs(name: TopologyArg, services: Annotated[list[str] | None, typer.Argument()] = None,
+         tail: Annotated[int, typer.Option(help="lines per service")] = 100) -> None:
+    """The stack's service logs."""
+    sys.stdout.write(_stack(name).logs(services or [], tail=tail))
+
+
+@app.command()
+@guarded
+def env(name: TopologyArg) -> None:
+    """Print the exports a client needs for this stack, secrets included: eval "$(mlflowkit env NAME)"."""
+    for key, value in _stack(name).connection().environ().items():
+        print(f"export {key}={shlex.quote(value)}")
+
+
+def _print_reports(reports: list[Report]) -> None:
+    step_names: list[str] = []
+    for report in reports:
+        step_names += [s.name for s in report.steps if s.name not in step_names]
+    table = Table("topology", *step_names, title="validation")
+    for report in reports:
+        cells = {s.name: f"[green]PASS[/] {s.seconds:.1f}s" if s.ok else f"[red]FAIL[/] {s.seconds:.1f}s"
+                 for s in report.steps}
+        table.add_row(report.topology, *(cells.get(n, "[dim]-[/]") for n in step_names))
+    out.print(table)
+
+
+def _print_usage(stack: Stack) -> None:
+    conn = stack.connection()
+    lines = [f"The {stack.topology.name} stack works. Point a client at it:",
+             f"  export MLFLOW_TRACKING_URI={conn.tracking_uri}"]
+    if conn.s3_endpoint_url:
+        lines += [f"  export MLFLOW_S3_ENDPOINT_URL={conn.s3_endpoint_url}",
+                  f"  # and the S3 keys: eval \"$(mlflowkit env {stack.topology.name})\" (prints them)"]
+    lines += [f"UI: {conn.tracking_uri}",
+              f"Stop: mlflowkit down {stack.topology.name}   (add --volumes to delete its data)"]
+    out.print("\n".join(lines), markup=False, highlight=False)
+
+
+if __name__ == "__main__":
+    app()

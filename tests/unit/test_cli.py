@@ -1,0 +1,77 @@
+"""The CLI's bad-input paths: one clear line, a non-zero exit, nothing started."""
+
+from __future__ import annotations
+
+import socket
+
+import pytest
+from typer.testing import CliRunner
+
+from mlflowkit.cli import app
+from mlflowkit.errors import PortTaken
+from mlflowkit.settings import Settings
+from mlflowkit.stack import Stack, port_free
+from mlflowkit.topology import TOPOLOGIES
+
+runner = CliRunner()
+
+
+def test_unknown_topology_names_the_valid_ones_and_exits_2():
+    result = runner.invoke(app, ["up", "mysql-s3"])
+    assert result.exit_code == 2
+    assert "unknown topology 'mysql-s3'" in result.output
+    for name in TOPOLOGIES:
+        assert name in result.output
+
+
+def test_list_shows_every_topology():
+    result = runner.invoke(app, ["list"])
+    assert result.exit_code == 0
+    for name in TOPOLOGIES:
+        assert name in result.output
+
+
+def test_validate_needs_a_topology_or_all():
+    result = runner.invoke(app, ["validate"])
+    assert result.exit_code == 1
+    assert "give one topology or --all" in result.output
+
+
+def test_no_engine_is_one_line_and_exit_1(tmp_path, monkeypatch):
+    bin_dir = tmp_path / "bin"
+    bin_dir.mkdir()
+    (bin_dir / "docker").write_text("#!/bin/sh\necho 'Cannot connect to the Docker daemon' >&2\nexit 1\n")
+    (bin_dir / "docker").chmod(0o755)
+    monkeypatch.setenv("PATH", f"{bin_dir}:/usr/bin:/bin")
+    result = runner.invoke(app, ["up", "postgres-s3"])
+    assert result.exit_code == 1
+    assert "error: no Docker engine answers" in result.output
+    assert "Hint:" in result.output
+
+
+def test_env_of_a_stack_never_brought_up_says_to_run_up(tmp_path):
+    settings = Settings(root=tmp_path)
+    (tmp_path / "stacks" / "postgres-s3").mkdir(parents=True)
+    stack = Stack(TOPOLOGIES["postgres-s3"], settings)
+    with pytest.raises(Exception, match="mlflowkit up postgres-s3"):
+        stack.connection()
+
+
+def test_taken_port_names_the_port_and_the_variable(tmp_path):
+    with socket.socket() as holder:
+        holder.bind(("127.0.0.1", 0))
+        holder.listen()
+        taken = holder.getsockname()[1]
+        assert not port_free("127.0.0.1", taken)
+        stack = Stack(TOPOLOGIES["postgres-s3"], Settings(root=tmp_path))
+        values = {"BIND_ADDRESS": "127.0.0.1", "MLFLOW_PORT": str(taken), "S3_PORT": str(_free()),
+                  "SERVE_PORT": str(_free())}
+        with pytest.raises(PortTaken) as info:
+            stack._check_ports(values, running=set())
+    assert f"127.0.0.1:{taken}" in str(info.value) and "MLFLOW_PORT" in str(info.value)
+
+
+def _free() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]

@@ -1,0 +1,103 @@
+"""Contract: the topology declarations and every file derived from them agree."""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+import pytest
+import yaml
+
+from mlflowkit import envfile
+from mlflowkit.errors import UnknownTopology
+from mlflowkit.settings import Settings
+from mlflowkit.topology import TOPOLOGIES, get
+
+ROOT = Path(__file__).resolve().parents[2]
+NAMES = sorted(TOPOLOGIES)
+
+
+def compose(name: str) -> dict:
+    return yaml.safe_load((ROOT / "stacks" / name / "compose.yaml").read_text())
+
+
+def test_get_unknown_names_the_valid_ones():
+    with pytest.raises(UnknownTopology) as info:
+        get("mysql")
+    for name in NAMES:
+        assert name in str(info.value)
+
+
+@pytest.mark.parametrize("name", NAMES)
+def test_compose_project_name_is_the_topologys(name):
+    assert compose(name)["name"] == TOPOLOGIES[name].project
+
+
+@pytest.mark.parametrize("name", NAMES)
+def test_compose_services_are_the_declared_ones(name):
+    t = TOPOLOGIES[name]
+    declared = set(t.services) | set(t.one_shots) | {t.serve_service}
+    assert set(compose(name)["services"]) == declared
+
+
+@pytest.mark.parametrize("name", NAMES)
+def test_published_ports_match_the_declaration_and_bind_loopback_by_default(name):
+    t = TOPOLOGIES[name]
+    services = compose(name)["services"]
+    published = {}
+    for service, spec in services.items():
+        for mapping in spec.get("ports", []):
+            match = re.fullmatch(r"\$\{BIND_ADDRESS:-127\.0\.0\.1\}:\$\{(\w+):-(\d+)\}:(\d+)", mapping)
+            assert match, f"{service}: port {mapping!r} must be ${{BIND_ADDRESS:-127.0.0.1}}:${{VAR:-default}}:port"
+            published[match[1]] = (int(match[2]), service, int(match[3]))
+    assert published == {p.variable: (p.default, p.service, p.container_port) for p in t.ports}
+
+
+@pytest.mark.parametrize("name", NAMES)
+def test_one_shots_never_restart_and_long_running_services_have_healthchecks(name):
+    t = TOPOLOGIES[name]
+    common = yaml.safe_load((ROOT / "stacks" / "common" / "services.yaml").read_text())["services"]
+    for service, spec in compose(name)["services"].items():
+        base = common.get(spec.get("extends", {}).get("service", ""), {})
+        merged = {**base, **spec}
+        if service in t.one_shots:
+            assert merged.get("restart") == "no", service
+        else:
+            assert "healthcheck" in merged, f"{service} has no healthcheck"
+
+
+def extended_specs(name: str) -> list[dict]:
+    """The stack's service specs plus every common building block they extend (transitively)."""
+    common = yaml.safe_load((ROOT / "stacks" / "common" / "services.yaml").read_text())["services"]
+    specs, todo = [], list(compose(name)["services"].values())
+    while todo:
+        spec = todo.pop()
+        specs.append(spec)
+        extends = spec.get("extends")
+        if extends:
+            todo.append(common[extends if isinstance(extends, str) else extends["service"]])
+    return specs
+
+
+@pytest.mark.parametrize("name", NAMES)
+def test_env_defaults_cover_every_variable_the_stack_requires(name):
+    text = "".join(yaml.safe_dump(spec) for spec in extended_specs(name))
+    required = set(re.findall(r"\$\{(\w+):\?", text))
+    assert required, "a stack needs secrets from .env"
+    assert required <= set(envfile.defaults(TOPOLOGIES[name]))
+
+
+@pytest.mark.parametrize("name", NAMES)
+def test_readme_and_makefile_offer_every_topology(name):
+    readme = (ROOT / "README.md").read_text()
+    assert f"`{name}`" in readme
+    assert "stack-%:" in (ROOT / "Makefile").read_text()  # one pattern rule serves every topology
+
+
+def test_settings_point_at_this_checkout():
+    assert Settings().stack_dir("postgres-s3") == ROOT / "stacks" / "postgres-s3"
+
+
+def test_committed_files_hold_no_generated_env():
+    gitignore = (ROOT / ".gitignore").read_text()
+    assert "stacks/*/.env" in gitignore

@@ -114,11 +114,14 @@ class Compose:
         self._run("build", *services, timeout=timeout, capture=False)
 
     def up(
-        self, services: Sequence[str] = (), *, timeout: float, recreate: bool = False, progress: bool = True
+        self, services: Sequence[str] = (), *, timeout: float, recreate: bool = False, no_deps: bool = False,
+        progress: bool = True,
     ) -> None:
         args = ["up", "--detach", "--wait", "--wait-timeout", str(int(timeout))]
         if recreate:
             args.append("--force-recreate")
+        if no_deps:
+            args.append("--no-deps")
         self._run(*args, *services, timeout=timeout + 30, capture=not progress)
 
     def down(self, *, volumes: bool = False, timeout: float | None = None) -> None:

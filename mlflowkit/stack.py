@@ -97,8 +97,9 @@ class Stack:
         port = int(self.env()[self.topology.port("SERVE_PORT").variable])
         self.log(f"serve: starting {self.topology.serve_service} on 127.0.0.1:{port}")
         try:
+            # --no-deps: the stack is up; re-running its one-shots (migrations) would only cost time.
             self.compose(with_serve=True).up([self.topology.serve_service], timeout=self.settings.up_timeout,
-                                             recreate=True, progress=False)
+                                             recreate=True, no_deps=True, progress=False)
         except CommandError as exc:
             raise KitError(f"the serving service did not become healthy: {exc.message}",
                            details=self.logs([self.topology.serve_service], tail=60)) from None

@@ -19,6 +19,8 @@ from mlflowkit.validate import Report, validate
 
 app = typer.Typer(add_completion=False, no_args_is_help=True, help=__doc__, pretty_exceptions_enable=False)
 out = Console()
+if not out.is_terminal:  # CI logs and pipes: wide enough for the validation matrix
+    out = Console(width=160)
 err = Console(stderr=True, highlight=False)
 
 TopologyArg = Annotated[str, typer.Argument(help=f"one of: {', '.join(topology.TOPOLOGIES)}", show_default=False)]
@@ -158,6 +160,12 @@ def env(name: TopologyArg) -> None:
 
 
 def _print_reports(reports: list[Report]) -> None:
+    if len(reports) == 1:
+        table = Table("step", "result", "time", "detail", title=f"validation of {reports[0].topology}")
+        for s in reports[0].steps:
+            table.add_row(s.name, "[green]PASS[/]" if s.ok else "[red]FAIL[/]", f"{s.seconds:.1f} s", s.detail)
+        out.print(table)
+        return
     step_names: list[str] = []
     for report in reports:
         step_names += [s.name for s in report.steps if s.name not in step_names]

@@ -33,6 +33,7 @@ _MANAGED = (
     "MLFLOW_HTTP_REQUEST_TIMEOUT",
     "MLFLOW_TRACKING_USERNAME",
     "MLFLOW_TRACKING_PASSWORD",
+    "MLFLOW_ALLOW_FILE_STORE",
     *_FAST_FAILURE,
 )
 _LOCK = threading.RLock()
@@ -47,6 +48,8 @@ class Connection:
     s3_endpoint_url: str | None = None
     aws_access_key_id: str | None = field(default=None, repr=False)
     aws_secret_access_key: str | None = field(default=None, repr=False)
+    # Where new experiments keep artifacts when the store has no server to decide (SQLite: else ./mlruns).
+    artifact_location: str | None = None
     timeout: float = 60  # seconds per HTTP request
 
     @classmethod
@@ -77,6 +80,8 @@ class Connection:
             "AWS_SECRET_ACCESS_KEY": self.aws_secret_access_key,
         }
         values.update({k: v for k, v in optional.items() if v})
+        if self.tracking_uri.startswith("file:") or "://" not in self.tracking_uri:
+            values["MLFLOW_ALLOW_FILE_STORE"] = "true"  # MLflow >= 3.13 refuses file stores without it
         return values
 
     @contextmanager
@@ -163,7 +168,8 @@ class Client:
         from mlflow import MlflowClient
 
         self.connection = connection
-        self._mlflow = MlflowClient(connection.tracking_uri, connection.registry_uri or connection.tracking_uri)
+        with connection.activate():  # some stores check the environment when they are built
+            self._mlflow = MlflowClient(connection.tracking_uri, connection.registry_uri or connection.tracking_uri)
 
     @property
     def mlflow(self) -> Any:
@@ -186,7 +192,8 @@ class Client:
                 if existing.lifecycle_stage == "deleted":
                     self._mlflow.restore_experiment(existing.experiment_id)
                 return existing.experiment_id
-            return self._mlflow.create_experiment(name, artifact_location=artifact_location)
+            location = artifact_location or self.connection.artifact_location
+            return self._mlflow.create_experiment(name, artifact_location=location)
 
     @contextmanager
     def run(self, experiment: str, *, run_name: str | None = None,
@@ -205,6 +212,11 @@ class Client:
                 raise
             with self._explain("ending the run"):
                 mlflow.end_run("FINISHED")
+
+    def logged_model(self, model_id: str) -> Any:
+        """An MLflow 3 logged model (``models:/<model id>``): its artifact location, params, metrics."""
+        with self.connection.activate(), self._explain(f"reading logged model {model_id}"):
+            return self._mlflow.get_logged_model(model_id)
 
     def get_run(self, run_id: str) -> Any:
         with self.connection.activate(), self._explain(f"reading run {run_id}"):

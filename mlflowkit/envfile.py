@@ -14,7 +14,7 @@ from datetime import datetime, timezone
 from pathlib import Path
 
 from mlflowkit.errors import EnvFileError
-from mlflowkit.topology import Topology
+from mlflowkit.topology import Backend, Topology
 
 _LINE = re.compile(r"^(?:export\s+)?([A-Za-z_][A-Za-z0-9_]*)=(.*)$")
 
@@ -39,13 +39,18 @@ def parse(text: str, source: str = ".env") -> dict[str, str]:
     return values
 
 
-def defaults(topology: Topology, bind_address: str = "127.0.0.1") -> dict[str, str]:
+def defaults(topology: Topology, bind_address: str = "127.0.0.1", data_dir: Path | None = None) -> dict[str, str]:
     """Fresh values for every variable the topology's compose file reads: new random secrets each call."""
     values = {"BIND_ADDRESS": bind_address}
     values.update({port.variable: str(port.default) for port in topology.ports})
-    if topology.backend == "postgresql":
+    if topology.uses_data_dir:
+        # Containers that share files with the host client run as the host user: each side writes files the
+        # other must modify (serving a local model writes into its directory).
+        values.update(MLFLOW_DATA_DIR=str((data_dir or Path("data")).resolve()), MLFLOW_UID=str(os.getuid()),
+                      MLFLOW_GID=str(os.getgid()))
+    if topology.backend is Backend.POSTGRESQL:
         values.update(POSTGRES_USER="mlflow", POSTGRES_DB="mlflow", POSTGRES_PASSWORD=secrets.token_urlsafe(24))
-    if "s3" in topology.services:
+    if topology.uses_s3:
         values.update(
             S3_BUCKET="mlflow",
             AWS_ACCESS_KEY_ID=secrets.token_hex(10),
@@ -63,10 +68,11 @@ def render(values: Mapping[str, str], topology: Topology) -> str:
     return header + "".join(f"{key}={value}\n" for key, value in values.items())
 
 
-def ensure(path: Path, topology: Topology, bind_address: str = "127.0.0.1") -> dict[str, str]:
+def ensure(path: Path, topology: Topology, bind_address: str = "127.0.0.1",
+           data_dir: Path | None = None) -> dict[str, str]:
     """Create or complete ``path``; return its values. Existing values are kept, the mode forced to 0600."""
     existing = parse(path.read_text(), str(path)) if path.exists() else {}
-    missing = {k: v for k, v in defaults(topology, bind_address).items() if k not in existing}
+    missing = {k: v for k, v in defaults(topology, bind_address, data_dir).items() if k not in existing}
     if missing or not path.exists():
         merged = {**existing, **missing}
         # Write the new file privately from the start; never leave a readable copy behind.

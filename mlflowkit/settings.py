@@ -52,6 +52,12 @@ class Settings:
             return Path(self.env_dir) / f"{topology}.env"
         return self.stack_dir(topology) / ".env"
 
+    def data_dir(self, topology: str) -> Path:
+        """Default host directory of a local store (file, SQLite, shared artifacts); .env may move it."""
+        if self.env_dir:
+            return Path(self.env_dir) / f"{topology}-data"
+        return self.stack_dir(topology) / "data"
+
     def project(self, topology: str) -> str:
         return f"{self.project_prefix}-{topology}"
 

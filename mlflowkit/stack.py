@@ -15,7 +15,7 @@ from mlflowkit.docker import Compose, check_engine, run
 from mlflowkit.errors import CommandError, KitError, PortTaken
 from mlflowkit.serving import ServedModel
 from mlflowkit.settings import Settings
-from mlflowkit.topology import Topology
+from mlflowkit.topology import Backend, Topology
 
 Log = Callable[[str], None]
 
@@ -68,7 +68,10 @@ class Stack:
         """Build missing images, write .env, ``up --wait``; on failure show logs and remove what started."""
         check_engine()
         images.ensure(self.settings, self.log)
-        values = envfile.ensure(self.env_file, self.topology, self.settings.bind_address)
+        values = envfile.ensure(self.env_file, self.topology, self.settings.bind_address,
+                                self.settings.data_dir(self.topology.name))
+        if self.topology.uses_data_dir:
+            self._prepare_data_dir(values)
         running = {s.service for s in self.states() if s.state == "running"}
         self._check_ports(values, running)
         self.log(f"up: starting {self.project} (timeout {self.settings.up_timeout:.0f} s)")
@@ -107,6 +110,21 @@ class Stack:
         served.wait(timeout=60)
         return served
 
+    def s3_object_exists(self, bucket: str, key: str) -> bool:
+        """Asked from inside the stack (the one-shot that holds the S3 keys), so clients need none."""
+        probe = ("import sys, boto3, botocore.exceptions, os\n"
+                 "s3 = boto3.client('s3', endpoint_url=os.environ['MLFLOW_S3_ENDPOINT_URL'])\n"
+                 "try:\n    s3.head_object(Bucket=sys.argv[1], Key=sys.argv[2])\n"
+                 "except botocore.exceptions.ClientError:\n    sys.exit(3)\n")
+        try:
+            self.compose()._run("run", "--rm", "--no-deps", "--entrypoint", "python", "create-bucket",
+                                "-c", probe, bucket, key)
+        except CommandError as exc:
+            if exc.returncode == 3:
+                return False
+            raise
+        return True
+
     def stop_serving(self) -> None:
         compose = self.compose(with_serve=True)
         compose._run("rm", "--stop", "--force", self.topology.serve_service)
@@ -129,16 +147,34 @@ class Stack:
     def connection(self) -> Connection:
         """How a client on this host reaches the stack (what `mlflowkit env` prints)."""
         values = self.env()
-        host = "127.0.0.1"
-        mlflow_port = values[self.topology.port("MLFLOW_PORT").variable]
+        timeout = self.settings.client_timeout
+        if not self.topology.has_tracking_server:
+            data = values["MLFLOW_DATA_DIR"]
+            if self.topology.backend is Backend.SQLITE:
+                return Connection(f"sqlite:///{data}/mlruns.db", artifact_location=f"file://{data}/mlartifacts",
+                                  timeout=timeout)
+            return Connection(f"file://{data}/mlruns", timeout=timeout)
         s3 = {}
         if self.topology.client_needs_s3_credentials:
             s3 = dict(
-                s3_endpoint_url=f"http://{host}:{values['S3_PORT']}",
+                s3_endpoint_url=f"http://127.0.0.1:{values['S3_PORT']}",
                 aws_access_key_id=values["AWS_ACCESS_KEY_ID"],
                 aws_secret_access_key=values["AWS_SECRET_ACCESS_KEY"],
             )
-        return Connection(tracking_uri=f"http://{host}:{mlflow_port}", timeout=self.settings.client_timeout, **s3)
+        return Connection(self.ui_url(), timeout=timeout, **s3)
+
+    def ui_url(self) -> str:
+        return f"http://127.0.0.1:{self.env()['MLFLOW_PORT']}"
+
+    def _prepare_data_dir(self, values: dict[str, str]) -> None:
+        """Create the shared directory before Compose would (as root) and check it is absolute."""
+        data = Path(values["MLFLOW_DATA_DIR"])
+        if not data.is_absolute():
+            raise KitError(f"MLFLOW_DATA_DIR must be an absolute path, not {data}.",
+                           hint=f"fix it in {self.env_file}.")
+        subdirs = [data, data / "mlartifacts"] + ([data / "mlruns"] if self.topology.backend is Backend.FILE else [])
+        for sub in subdirs:
+            sub.mkdir(parents=True, exist_ok=True)
 
     def _check_ports(self, values: dict[str, str], running: set[str]) -> None:
         address = values.get("BIND_ADDRESS", "127.0.0.1")

@@ -6,17 +6,25 @@ contract test against ``stacks/<name>/compose.yaml`` — is derived from :data:`
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from enum import Enum
+
+
+class Backend(str, Enum):
+    """Where runs, metrics and the model registry live."""
+
+    FILE = "file"
+    SQLITE = "sqlite"
+    POSTGRESQL = "postgresql"
 
 
 class ArtifactMode(str, Enum):
     """How artifact bytes travel between client and store."""
 
+    LOCAL = "local"  # a directory the client (and any server) see at the same path
     CLIENT_S3 = "client-s3"  # the client reads and writes S3 itself (needs endpoint + keys)
-    PROXIED = "proxied"  # the tracking server proxies S3 (mlflow-artifacts:/), client has no keys
+    PROXIED = "proxied"  # the tracking server proxies S3 (mlflow-artifacts:/), the client has no keys
     ARTIFACTS_SERVER = "artifacts-server"  # a separate --artifacts-only server proxies S3
-    LOCAL = "local"  # a directory the client and the server both see
 
 
 @dataclass(frozen=True)
@@ -37,15 +45,15 @@ class Topology:
     title: str
     scenario: int  # the number of MLflow's tracking-server scenario it implements
     summary: str
+    backend: Backend
+    artifact_mode: ArtifactMode
+    has_tracking_server: bool  # False: the client writes the store itself and `mlflow` is only a UI
     services: tuple[str, ...]  # long-running services `up --wait` must see healthy
     one_shots: tuple[str, ...]  # services that must run to completion first
     ports: tuple[Port, ...]
-    artifact_mode: ArtifactMode
-    backend: str  # "postgresql" | "sqlite" | "file"
+    checks: tuple[str, ...]  # what validation asserts beyond the common steps, in words
     serve_service: str = "serve"
     serve_profile: str = "serve"
-    tracking_service: str = "mlflow"
-    checks: tuple[str, ...] = field(default_factory=tuple)  # what validation asserts beyond the common steps
 
     @property
     def project(self) -> str:
@@ -59,34 +67,86 @@ class Topology:
         raise KeyError(f"{self.name} publishes no port {variable}")
 
     @property
+    def uses_s3(self) -> bool:
+        return self.artifact_mode is not ArtifactMode.LOCAL
+
+    @property
+    def uses_data_dir(self) -> bool:
+        """A host directory (MLFLOW_DATA_DIR) shared by client and containers at the same absolute path."""
+        return self.backend is not Backend.POSTGRESQL
+
+    @property
     def client_needs_s3_credentials(self) -> bool:
         return self.artifact_mode is ArtifactMode.CLIENT_S3
 
+
+def _ports(base: int, *extra: Port) -> tuple[Port, ...]:
+    """MLflow (server or UI) on ``base``, the serving service on ``base + 1``: distinct per topology."""
+    return (Port("MLFLOW_PORT", base, "mlflow", 5000), Port("SERVE_PORT", base + 1, "serve", 5001), *extra)
+
+
+FILE = Topology(
+    name="file",
+    title="No server: the client writes a local file store; an MLflow UI reads it",
+    scenario=1,
+    summary="MLFLOW_TRACKING_URI=file:///…/mlruns on the client; the UI and the serving service bind-mount "
+    "the same directory at the same path.",
+    backend=Backend.FILE,
+    artifact_mode=ArtifactMode.LOCAL,
+    has_tracking_server=False,
+    services=("mlflow",),
+    one_shots=(),
+    ports=_ports(5010),
+    checks=("the run's meta.yaml, its artifact and the model's MLmodel are files under MLFLOW_DATA_DIR",),
+)
+
+SQLITE = Topology(
+    name="sqlite",
+    title="No server: the client writes a local SQLite database and artifact directory; an MLflow UI reads them",
+    scenario=2,
+    summary="MLFLOW_TRACKING_URI=sqlite:///…/mlruns.db on the client, artifacts in …/mlartifacts; the UI and "
+    "the serving service bind-mount the same directory at the same path.",
+    backend=Backend.SQLITE,
+    artifact_mode=ArtifactMode.LOCAL,
+    has_tracking_server=False,
+    services=("mlflow",),
+    one_shots=(),
+    ports=_ports(5020),
+    checks=("the run and the registered model are rows in mlruns.db", "artifact and model files on disk"),
+)
+
+SERVER_FILE = Topology(
+    name="server-file",
+    title="Tracking server on a file store; the client writes artifacts to a shared directory",
+    scenario=3,
+    summary="mlflow server --backend-store-uri <dir>/mlruns --default-artifact-root <dir>/mlartifacts "
+    "--no-serve-artifacts; client and server see the directory at the same path.",
+    backend=Backend.FILE,
+    artifact_mode=ArtifactMode.LOCAL,
+    has_tracking_server=True,
+    services=("mlflow",),
+    one_shots=(),
+    ports=_ports(5030),
+    checks=("artifacts are on disk where the server says they are (the run's artifact URI)",),
+)
 
 POSTGRES_S3 = Topology(
     name="postgres-s3",
     title="Tracking server on PostgreSQL, artifacts in S3 written by the client",
     scenario=4,
-    summary=(
-        "mlflow server on PostgreSQL with --default-artifact-root s3://… --no-serve-artifacts; "
-        "clients hold the S3 endpoint and keys and move artifact bytes themselves."
-    ),
+    summary="mlflow server on PostgreSQL with --default-artifact-root s3://… --no-serve-artifacts; "
+    "clients hold the S3 endpoint and keys and move artifact bytes themselves.",
+    backend=Backend.POSTGRESQL,
+    artifact_mode=ArtifactMode.CLIENT_S3,
+    has_tracking_server=True,
     services=("postgres", "s3", "mlflow"),
     one_shots=("create-bucket", "migrate"),
-    ports=(
-        Port("MLFLOW_PORT", 5000, "mlflow", 5000),
-        Port("S3_PORT", 8333, "s3", 8333),
-        Port("SERVE_PORT", 5001, "serve", 5001),
-    ),
-    artifact_mode=ArtifactMode.CLIENT_S3,
-    backend="postgresql",
-    checks=(
-        "artifact and model files are objects in the S3 bucket (boto3)",
-        "the run is a row in PostgreSQL's runs table",
-    ),
+    ports=(Port("MLFLOW_PORT", 5000, "mlflow", 5000), Port("SERVE_PORT", 5001, "serve", 5001),
+           Port("S3_PORT", 8333, "s3", 8333)),
+    checks=("artifact and model files are objects in the S3 bucket", "the run is a row in PostgreSQL"),
 )
 
-TOPOLOGIES: dict[str, Topology] = {t.name: t for t in (POSTGRES_S3,)}
+TOPOLOGIES: dict[str, Topology] = {t.name: t for t in (FILE, SQLITE, SERVER_FILE, POSTGRES_S3)}
 
 
 def get(name: str) -> Topology:

@@ -18,7 +18,7 @@ from typing import Any
 from mlflowkit.client import Client, model_uri, to_jsonable
 from mlflowkit.errors import KitError
 from mlflowkit.stack import Stack
-from mlflowkit.topology import ArtifactMode
+from mlflowkit.topology import ArtifactMode, Backend
 
 EXPERIMENT = "mlflowkit-validation"
 MODEL_NAME = "mlflowkit-validation"
@@ -31,6 +31,7 @@ class StepResult:
     ok: bool
     seconds: float
     detail: str
+    logs: str = ""  # on failure: what the failing command or service printed last
 
 
 @dataclass
@@ -137,27 +138,54 @@ def step_serve(s: _State) -> str:
     return f"{served.url}/invocations: {len(got)} predictions equal local ones"
 
 
-def step_artifacts_s3(s: _State) -> str:
-    """The run's artifact and the model's files are objects in the bucket."""
-    import boto3
-    from botocore.config import Config
-
+def _artifact_uris(s: _State) -> dict[str, str]:
+    """Where the server says the run's artifact and the model's files are."""
     run = s.client.get_run(s.run_id)
-    logged = s.client.mlflow.get_logged_model(s.model_id)
-    s3 = boto3.client("s3", endpoint_url=_host_s3_endpoint(s), aws_access_key_id=_env(s, "AWS_ACCESS_KEY_ID"),
-                      aws_secret_access_key=_env(s, "AWS_SECRET_ACCESS_KEY"),
-                      config=Config(connect_timeout=10, read_timeout=30, retries={"max_attempts": 2}))
-    wanted = {
+    logged = s.client.logged_model(s.model_id)
+    return {
         "artifact": run.info.artifact_uri.rstrip("/") + "/reports/validation.json",
         "model": logged.artifact_location.rstrip("/") + "/MLmodel",
     }
-    for what, uri in wanted.items():
-        bucket, key = _split_s3(uri)
-        try:
-            s3.head_object(Bucket=bucket, Key=key)
-        except Exception as exc:  # noqa: BLE001 - reported as the failed check
-            raise KitError(f"{what} s3://{bucket}/{key} is not in the bucket: {exc}") from None
-    return f"objects present under s3://{_split_s3(wanted['artifact'])[0]}/"
+
+
+def step_artifacts_s3(s: _State) -> str:
+    """The run's artifact and the model's files are objects in the bucket (asked from inside the stack)."""
+    uris = _artifact_uris(s)
+    keys = {what: _split_s3(uri) for what, uri in uris.items()}
+    for what, (bucket, key) in keys.items():
+        if not s.stack.s3_object_exists(bucket, key):
+            raise KitError(f"{what} s3://{bucket}/{key} is not in the bucket")
+    return "objects present: " + ", ".join(f"s3://{b}/{k}" for b, k in keys.values())
+
+
+def step_artifacts_local(s: _State) -> str:
+    """The run's artifact and the model's files are on disk, inside the stack's data directory."""
+    data = Path(s.stack.env()["MLFLOW_DATA_DIR"])
+    for what, uri in _artifact_uris(s).items():
+        _expect(uri.startswith("file://"), f"{what} URI {uri} is not a local file URI")
+        path = Path(uri[len("file://"):])
+        _expect(path.is_file(), f"{what} {path} is not on disk")
+        _expect(data in path.parents, f"{what} {path} is outside MLFLOW_DATA_DIR {data}")
+    return f"artifact and model files under {data}"
+
+
+def step_metadata_file(s: _State) -> str:
+    run = s.client.get_run(s.run_id)
+    meta = Path(s.stack.env()["MLFLOW_DATA_DIR"]) / "mlruns" / run.info.experiment_id / s.run_id / "meta.yaml"
+    _expect(meta.is_file(), f"{meta} does not exist")
+    return f"{meta}"
+
+
+def step_metadata_sqlite(s: _State) -> str:
+    import sqlite3
+
+    db = Path(s.stack.env()["MLFLOW_DATA_DIR"]) / "mlruns.db"
+    with sqlite3.connect(f"file:{db}?mode=ro", uri=True, timeout=10) as conn:
+        runs = conn.execute("SELECT count(*) FROM runs WHERE run_uuid = ?", (s.run_id,)).fetchone()[0]
+        models = conn.execute("SELECT count(*) FROM registered_models WHERE name = ?", (MODEL_NAME,)).fetchone()[0]
+    _expect(runs == 1, f"{db} has {runs} row(s) for run {s.run_id}")
+    _expect(models == 1, f"{db} has {models} row(s) for registered model {MODEL_NAME}")
+    return f"run and registered model are rows in {db}"
 
 
 def step_metadata_postgres(s: _State) -> str:
@@ -167,14 +195,6 @@ def step_metadata_postgres(s: _State) -> str:
         "postgres", ["psql", "-U", env["POSTGRES_USER"], "-d", env["POSTGRES_DB"], "-tAc", sql]).strip()
     _expect(out == "1", f"PostgreSQL has {out or 'no'} row(s) for run {s.run_id}")
     return f"run {s.run_id} is a row in PostgreSQL"
-
-
-def _env(s: _State, key: str) -> str:
-    return s.stack.env()[key]
-
-
-def _host_s3_endpoint(s: _State) -> str:
-    return f"http://127.0.0.1:{_env(s, 'S3_PORT')}"
 
 
 def _split_s3(uri: str) -> tuple[str, str]:
@@ -200,10 +220,15 @@ def steps_for(stack: Stack) -> list[tuple[str, Step]]:
         ("load+predict", step_load),
         ("serve+predict", step_serve),
     ]
-    if topology.artifact_mode is ArtifactMode.CLIENT_S3:
+    if topology.artifact_mode is ArtifactMode.LOCAL:
+        steps.append(("artifacts on disk", step_artifacts_local))
+    else:
         steps.append(("artifacts in S3", step_artifacts_s3))
-    if topology.backend == "postgresql":
-        steps.append(("run in PostgreSQL", step_metadata_postgres))
+    steps.append({
+        Backend.FILE: ("run in file store", step_metadata_file),
+        Backend.SQLITE: ("run in SQLite", step_metadata_sqlite),
+        Backend.POSTGRESQL: ("run in PostgreSQL", step_metadata_postgres),
+    }[topology.backend])
     return steps
 
 
@@ -214,13 +239,14 @@ def validate(stack: Stack, log: Callable[[str], None] | None = None) -> Report:
     state = _State(stack=stack, client=Client(stack.connection()))
     for name, step in steps_for(stack):
         started = time.monotonic()
+        logs = ""
         try:
             detail, ok = step(state), True
         except KitError as exc:
-            detail, ok = str(exc), False
+            detail, ok, logs = str(exc), False, (exc.details or "")[-3000:]
         except Exception as exc:  # noqa: BLE001 - any failure is this step's FAIL, with its cause
             detail, ok = f"{type(exc).__name__}: {exc}", False
-        result = StepResult(name, ok, time.monotonic() - started, detail)
+        result = StepResult(name, ok, time.monotonic() - started, detail, logs)
         report.steps.append(result)
         log(f"validate {stack.topology.name}: {name:<18} {'PASS' if ok else 'FAIL'} {result.seconds:6.1f} s  {detail}")
         if not ok:

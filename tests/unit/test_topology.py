@@ -56,32 +56,34 @@ def test_published_ports_match_the_declaration_and_bind_loopback_by_default(name
 @pytest.mark.parametrize("name", NAMES)
 def test_one_shots_never_restart_and_long_running_services_have_healthchecks(name):
     t = TOPOLOGIES[name]
-    common = yaml.safe_load((ROOT / "stacks" / "common" / "services.yaml").read_text())["services"]
-    for service, spec in compose(name)["services"].items():
-        base = common.get(spec.get("extends", {}).get("service", ""), {})
-        merged = {**base, **spec}
+    for service, chain in extended_specs(name).items():
+        merged = {k: v for spec in reversed(chain) for k, v in spec.items()}
         if service in t.one_shots:
             assert merged.get("restart") == "no", service
         else:
             assert "healthcheck" in merged, f"{service} has no healthcheck"
+            assert merged.get("restart") == "unless-stopped", f"{service} does not come back after a crash"
 
 
-def extended_specs(name: str) -> list[dict]:
-    """The stack's service specs plus every common building block they extend (transitively)."""
-    common = yaml.safe_load((ROOT / "stacks" / "common" / "services.yaml").read_text())["services"]
-    specs, todo = [], list(compose(name)["services"].values())
-    while todo:
-        spec = todo.pop()
-        specs.append(spec)
+def extended_specs(name: str) -> dict[str, list[dict]]:
+    """Per service of the stack: its spec, then every building block it extends (across files), in order."""
+    def chain(spec: dict, file: Path) -> list[dict]:
         extends = spec.get("extends")
-        if extends:
-            todo.append(common[extends if isinstance(extends, str) else extends["service"]])
-    return specs
+        if not extends:
+            return [spec]
+        if isinstance(extends, str):
+            extends = {"service": extends}
+        base_file = (file.parent / extends["file"]).resolve() if "file" in extends else file
+        base = yaml.safe_load(base_file.read_text())["services"][extends["service"]]
+        return [spec, *chain(base, base_file)]
+
+    stack_file = ROOT / "stacks" / name / "compose.yaml"
+    return {service: chain(spec, stack_file) for service, spec in compose(name)["services"].items()}
 
 
 @pytest.mark.parametrize("name", NAMES)
 def test_env_defaults_cover_every_variable_the_stack_requires(name):
-    text = "".join(yaml.safe_dump(spec) for spec in extended_specs(name))
+    text = "".join(yaml.safe_dump(spec) for chain in extended_specs(name).values() for spec in chain)
     required = set(re.findall(r"\$\{(\w+):\?", text))
     assert required, "a stack needs secrets from .env"
     assert required <= set(envfile.defaults(TOPOLOGIES[name]))

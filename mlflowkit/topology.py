@@ -33,8 +33,8 @@ class Port:
 
     variable: str
     default: int
-    service: str
-    container_port: int
+    service: str  # the service that publishes it
+    container_port: int | None  # None: the same number as published (the address must match on both sides)
 
 
 @dataclass(frozen=True)
@@ -146,7 +146,44 @@ POSTGRES_S3 = Topology(
     checks=("artifact and model files are objects in the S3 bucket", "the run is a row in PostgreSQL"),
 )
 
-TOPOLOGIES: dict[str, Topology] = {t.name: t for t in (FILE, SQLITE, SERVER_FILE, POSTGRES_S3)}
+PROXIED = Topology(
+    name="proxied",
+    title="Tracking server on PostgreSQL that proxies artifacts to S3; clients hold no S3 keys",
+    scenario=5,
+    summary="mlflow server --artifacts-destination s3-proxied://… --serve-artifacts; artifact URIs are "
+    "mlflow-artifacts:/…, every byte goes through the server, S3 is not published.",
+    backend=Backend.POSTGRESQL,
+    artifact_mode=ArtifactMode.PROXIED,
+    has_tracking_server=True,
+    services=("postgres", "s3", "mlflow"),
+    one_shots=("create-bucket", "migrate"),
+    ports=_ports(5040),
+    checks=("the validation client runs with no S3 keys or endpoint (boto3 finds no credentials)",
+            "artifact URIs are mlflow-artifacts:/", "objects in the bucket, uploaded by the server",
+            "the run is a row in PostgreSQL"),
+)
+
+ARTIFACTS_ONLY = Topology(
+    name="artifacts-only",
+    title="An --artifacts-only server proxies S3 beside a tracking server that serves no artifacts",
+    scenario=6,
+    summary="mlflow server --artifacts-only --artifacts-destination s3-proxied://…, and a tracking server on "
+    "PostgreSQL with --default-artifact-root mlflow-artifacts://<artifacts host:port>/ --no-serve-artifacts.",
+    backend=Backend.POSTGRESQL,
+    artifact_mode=ArtifactMode.ARTIFACTS_SERVER,
+    has_tracking_server=True,
+    services=("postgres", "s3", "artifacts", "mlflow"),
+    one_shots=("create-bucket", "migrate"),
+    ports=(Port("MLFLOW_PORT", 5050, "mlflow", 5000), Port("SERVE_PORT", 5051, "artifacts", 5001),
+           Port("ARTIFACTS_PORT", 5052, "artifacts", None)),
+    checks=("the validation client runs with no S3 keys or endpoint (boto3 finds no credentials)",
+            "tracking calls to the artifacts server are refused", "artifact URIs point at the artifacts server",
+            "objects in the bucket, uploaded by the artifacts server", "the run is a row in PostgreSQL"),
+)
+
+TOPOLOGIES: dict[str, Topology] = {
+    t.name: t for t in (FILE, SQLITE, SERVER_FILE, POSTGRES_S3, PROXIED, ARTIFACTS_ONLY)
+}
 
 
 def get(name: str) -> Topology:

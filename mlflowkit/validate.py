@@ -8,15 +8,19 @@ Each step is timed; the first failure stops the pipeline (later steps need its r
 from __future__ import annotations
 
 import json
+import os
+import subprocess
+import sys
 import tempfile
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
 from mlflowkit.client import Client, model_uri, to_jsonable
 from mlflowkit.errors import KitError
+from mlflowkit.settings import Settings
 from mlflowkit.stack import Stack
 from mlflowkit.topology import ArtifactMode, Backend
 
@@ -150,8 +154,8 @@ def _artifact_uris(s: _State) -> dict[str, str]:
 
 def step_artifacts_s3(s: _State) -> str:
     """The run's artifact and the model's files are objects in the bucket (asked from inside the stack)."""
-    uris = _artifact_uris(s)
-    keys = {what: _split_s3(uri) for what, uri in uris.items()}
+    bucket = s.stack.env().get("S3_BUCKET", "mlflow")
+    keys = {what: _s3_location(uri, bucket) for what, uri in _artifact_uris(s).items()}
     for what, (bucket, key) in keys.items():
         if not s.stack.s3_object_exists(bucket, key):
             raise KitError(f"{what} s3://{bucket}/{key} is not in the bucket")
@@ -197,10 +201,53 @@ def step_metadata_postgres(s: _State) -> str:
     return f"run {s.run_id} is a row in PostgreSQL"
 
 
-def _split_s3(uri: str) -> tuple[str, str]:
-    _expect(uri.startswith("s3://"), f"expected an s3:// URI, got {uri}")
-    bucket, _, key = uri[len("s3://"):].partition("/")
-    return bucket, key
+def step_no_s3_credentials(s: _State) -> str:
+    """This process (the client) has no S3 keys or endpoint, and boto3 finds no credentials anywhere."""
+    import boto3
+
+    leaked = sorted(k for k in os.environ if k in _S3_CLIENT_VARIABLES)
+    _expect(not leaked, f"the client environment holds {', '.join(leaked)}")
+    _expect(boto3.Session().get_credentials() is None, "boto3 finds S3 credentials (a profile or config file)")
+    _expect(not s.client.connection.s3_endpoint_url, "the connection carries an S3 endpoint")
+    return "no AWS_* keys, no MLFLOW_S3_ENDPOINT_URL; boto3 finds no credentials"
+
+
+def step_artifact_uris(s: _State) -> str:
+    """Artifact URIs go through MLflow's artifact proxy (the tracking server, or the artifacts server)."""
+    uris = _artifact_uris(s)
+    if s.stack.topology.artifact_mode is ArtifactMode.PROXIED:
+        prefix = "mlflow-artifacts:/"
+    else:
+        env = s.stack.env()
+        prefix = f"mlflow-artifacts://{env.get('ARTIFACTS_HOST', '127.0.0.1')}:{env['ARTIFACTS_PORT']}/"
+    for what, uri in uris.items():
+        _expect(uri.startswith(prefix), f"{what} URI {uri} does not start with {prefix}")
+    return f"artifact URIs start with {prefix}"
+
+
+def step_tracking_refused(s: _State) -> str:
+    """The artifacts-only server answers artifact calls only."""
+    import requests
+
+    url = f"http://127.0.0.1:{s.stack.env()['ARTIFACTS_PORT']}/api/2.0/mlflow/experiments/search?max_results=1"
+    status = requests.get(url, timeout=s.client.connection.timeout).status_code
+    _expect(status >= 400, f"GET {url} answered {status}; an artifacts-only server must refuse it")
+    return f"experiments/search on the artifacts server: HTTP {status}"
+
+
+_S3_CLIENT_VARIABLES = ("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "AWS_SESSION_TOKEN", "AWS_PROFILE",
+                        "MLFLOW_S3_ENDPOINT_URL")
+
+
+def _s3_location(uri: str, bucket: str) -> tuple[str, str]:
+    """(bucket, key) of an s3:// URI, or of an mlflow-artifacts URI whose server writes to ``bucket``."""
+    from urllib.parse import urlparse
+
+    parsed = urlparse(uri)
+    if parsed.scheme == "s3":
+        return parsed.netloc, parsed.path.lstrip("/")
+    _expect(parsed.scheme == "mlflow-artifacts", f"expected an s3:// or mlflow-artifacts: URI, got {uri}")
+    return bucket, parsed.path.lstrip("/")
 
 
 def _expect(condition: bool, message: str) -> None:
@@ -211,7 +258,9 @@ def _expect(condition: bool, message: str) -> None:
 def steps_for(stack: Stack) -> list[tuple[str, Step]]:
     """The common pipeline plus the topology's own "where did it land" checks."""
     topology = stack.topology
-    steps: list[tuple[str, Step]] = [
+    proxied = topology.artifact_mode in (ArtifactMode.PROXIED, ArtifactMode.ARTIFACTS_SERVER)
+    steps: list[tuple[str, Step]] = [("no S3 credentials", step_no_s3_credentials)] if proxied else []
+    steps += [
         ("connect", step_connect),
         ("history", step_history),
         ("log", step_log),
@@ -220,6 +269,10 @@ def steps_for(stack: Stack) -> list[tuple[str, Step]]:
         ("load+predict", step_load),
         ("serve+predict", step_serve),
     ]
+    if proxied:
+        steps.append(("artifact URIs", step_artifact_uris))
+    if topology.artifact_mode is ArtifactMode.ARTIFACTS_SERVER:
+        steps.append(("tracking refused", step_tracking_refused))
     if topology.artifact_mode is ArtifactMode.LOCAL:
         steps.append(("artifacts on disk", step_artifacts_local))
     else:
@@ -253,3 +306,50 @@ def validate(stack: Stack, log: Callable[[str], None] | None = None) -> Report:
             break
     report.run_id, report.model_version, report.earlier_runs = state.run_id, state.version, state.earlier_runs
     return report
+
+
+# --- a validation in a clean process --------------------------------------------------------------------
+
+# What a child keeps of this process's environment: where programs and the engine are, nothing of MLflow/AWS.
+_KEEP = ("PATH", "HOME", "LANG", "LC_ALL", "TMPDIR", "TERM", "DOCKER_HOST", "DOCKER_CONFIG", "DOCKER_CONTEXT",
+         "DOCKER_CERT_PATH", "DOCKER_TLS_VERIFY", "VIRTUAL_ENV")
+
+
+def clean_environment(settings: Settings) -> dict[str, str]:
+    """A plain client's environment: no MLflow, S3 or AWS variables, no AWS config files, no metadata service."""
+    env = {key: value for key, value in os.environ.items() if key in _KEEP}
+    env.update(settings.environ())
+    env.update(AWS_CONFIG_FILE="/nonexistent/mlflowkit-aws-config",
+               AWS_SHARED_CREDENTIALS_FILE="/nonexistent/mlflowkit-aws-credentials",
+               AWS_EC2_METADATA_DISABLED="true", PYTHONUNBUFFERED="1")
+    return env
+
+
+def validate_isolated(stack: Stack) -> Report:
+    """Run :func:`validate` in a child process with :func:`clean_environment`: proves what the client needs."""
+    with tempfile.TemporaryDirectory() as tmp:
+        out = Path(tmp) / "report.json"
+        argv = [sys.executable, "-m", "mlflowkit.validate", stack.topology.name, str(out)]
+        try:
+            subprocess.run(argv, env=clean_environment(stack.settings), stdout=sys.stderr, check=False,
+                           timeout=stack.settings.validate_timeout)
+        except subprocess.TimeoutExpired:
+            raise KitError(f"validation of {stack.topology.name} outlived {stack.settings.validate_timeout:.0f} s.",
+                           details=stack.logs(tail=40)) from None
+        if not out.exists():
+            raise KitError(f"the validation process for {stack.topology.name} ended without a report.")
+        data = json.loads(out.read_text())
+    return Report(**{**data, "steps": [StepResult(**step) for step in data["steps"]]})
+
+
+def main(argv: list[str]) -> None:
+    """``python -m mlflowkit.validate <topology> <report.json>``: validate, write the report as JSON."""
+    from mlflowkit import topology
+
+    name, out = argv
+    report = validate(Stack(topology.get(name), Settings()))
+    Path(out).write_text(json.dumps(asdict(report)))
+
+
+if __name__ == "__main__":
+    main(sys.argv[1:])

@@ -10,7 +10,7 @@ import pytest
 
 from mlflowkit.errors import KitError
 from mlflowkit.topology import TOPOLOGIES
-from mlflowkit.validate import Report, steps_for, validate
+from mlflowkit.validate import Report, steps_for, validate_isolated
 
 pytestmark = pytest.mark.e2e
 
@@ -25,7 +25,7 @@ def assert_passed(report: Report, stack) -> None:
 def test_stack_validates_and_keeps_its_data_across_down_and_up(name, make_stack):
     stack = make_stack(TOPOLOGIES[name])
     stack.up()
-    first = validate(stack)
+    first = validate_isolated(stack)
     assert_passed(first, stack)
 
     stack.down()  # volumes kept
@@ -36,7 +36,7 @@ def test_stack_validates_and_keeps_its_data_across_down_and_up(name, make_stack)
         assert stack.volumes(), "named volumes must survive `down`"
 
     stack.up()
-    second = validate(stack)
+    second = validate_isolated(stack)
     assert_passed(second, stack)
     assert first.run_id in second.earlier_runs
     assert int(second.model_version) == int(first.model_version) + 1

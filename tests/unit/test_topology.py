@@ -47,9 +47,15 @@ def test_published_ports_match_the_declaration_and_bind_loopback_by_default(name
     published = {}
     for service, spec in services.items():
         for mapping in spec.get("ports", []):
-            match = re.fullmatch(r"\$\{BIND_ADDRESS:-127\.0\.0\.1\}:\$\{(\w+):-(\d+)\}:(\d+)", mapping)
+            match = re.fullmatch(r"\$\{BIND_ADDRESS:-127\.0\.0\.1\}:\$\{(\w+):-(\d+)\}:(\d+|\$\{\w+:-\d+\})",
+                                 mapping)
             assert match, f"{service}: port {mapping!r} must be ${{BIND_ADDRESS:-127.0.0.1}}:${{VAR:-default}}:port"
-            published[match[1]] = (int(match[2]), service, int(match[3]))
+            variable, default, target = match[1], int(match[2]), match[3]
+            if target.startswith("$"):  # the same number inside: only as the very same variable and default
+                assert target == f"${{{variable}:-{default}}}", mapping
+                published[variable] = (default, service, None)
+            else:
+                published[variable] = (default, service, int(target))
     assert published == {p.variable: (p.default, p.service, p.container_port) for p in t.ports}
 
 

@@ -1,0 +1,1 @@
+"""Server-side plugins of mlflowkit (installed in the kit's MLflow image)."""

@@ -60,8 +60,11 @@ def guarded(func: Callable[..., None]) -> Callable[..., None]:
 
 @app.command("list")
 @guarded
-def list_() -> None:
+def list_(markdown: Annotated[bool, typer.Option(help="the README's table")] = False) -> None:
     """The topologies this kit provisions."""
+    if markdown:
+        sys.stdout.write(topology.markdown_table())
+        return
     table = Table("topology", "MLflow scenario", "what it is", "ports (variable=default)")
     for t in topology.TOPOLOGIES.values():
         table.add_row(t.name, str(t.scenario), t.title, ", ".join(f"{p.variable}={p.default}" for p in t.ports))

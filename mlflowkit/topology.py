@@ -194,3 +194,20 @@ def get(name: str) -> Topology:
         return TOPOLOGIES[name]
     except KeyError:
         raise UnknownTopology(name, tuple(TOPOLOGIES)) from None
+
+
+def markdown_table() -> str:
+    """The README's topology table (a contract test keeps the README equal to it: `mlflowkit list --markdown`)."""
+    rows = ["| topology | MLflow scenario | what it is | client needs | `make` |", "|---|---|---|---|---|"]
+    for t in TOPOLOGIES.values():
+        if not t.has_tracking_server:
+            needs = "`MLFLOW_TRACKING_URI` of the local store"
+        elif t.artifact_mode is ArtifactMode.LOCAL:
+            needs = "`MLFLOW_TRACKING_URI` + the artifact directory at the same path"
+        elif t.client_needs_s3_credentials:
+            needs = "`MLFLOW_TRACKING_URI` + S3 endpoint and keys"
+        else:
+            needs = "`MLFLOW_TRACKING_URI` only"
+        rows.append(f"| [`{t.name}`](stacks/{t.name}/README.md) | {t.scenario} | {t.title} | {needs} "
+                    f"| `make stack-{t.name}` |")
+    return "\n".join(rows) + "\n"

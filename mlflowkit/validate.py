@@ -222,7 +222,21 @@ def step_artifact_uris(s: _State) -> str:
         prefix = f"mlflow-artifacts://{env.get('ARTIFACTS_HOST', '127.0.0.1')}:{env['ARTIFACTS_PORT']}/"
     for what, uri in uris.items():
         _expect(uri.startswith(prefix), f"{what} URI {uri} does not start with {prefix}")
-    return f"artifact URIs start with {prefix}"
+    # MLflow 3 clients move bytes through presigned S3 URLs when the artifact server advertises multipart
+    # support; those URLs name the stack's internal S3 endpoint, which clients cannot reach.
+    server = prefix.replace("mlflow-artifacts://", "http://") if "//" in prefix else s.stack.ui_url()
+    info = _get_json(f"{server.rstrip('/')}/api/3.0/mlflow/server-info", s.client.connection.timeout)
+    advertised = [k for k in ("multipart_uploads_enabled", "multipart_downloads_enabled") if info.get(k)]
+    _expect(not advertised, f"{server} advertises {', '.join(advertised)}: clients would get presigned S3 URLs")
+    return f"artifact URIs start with {prefix}; {server} advertises no presigned transfers"
+
+
+def _get_json(url: str, timeout: float) -> dict:
+    import requests
+
+    response = requests.get(url, timeout=timeout)
+    _expect(response.status_code == 200, f"GET {url} answered {response.status_code}")
+    return response.json()
 
 
 def step_tracking_refused(s: _State) -> str:

@@ -11,7 +11,7 @@ import yaml
 from mlflowkit import envfile
 from mlflowkit.errors import UnknownTopology
 from mlflowkit.settings import Settings
-from mlflowkit.topology import TOPOLOGIES, get
+from mlflowkit.topology import TOPOLOGIES, get, markdown_table
 
 ROOT = Path(__file__).resolve().parents[2]
 NAMES = sorted(TOPOLOGIES)
@@ -95,11 +95,18 @@ def test_env_defaults_cover_every_variable_the_stack_requires(name):
     assert required <= set(envfile.defaults(TOPOLOGIES[name]))
 
 
-@pytest.mark.parametrize("name", NAMES)
-def test_readme_and_makefile_offer_every_topology(name):
-    readme = (ROOT / "README.md").read_text()
-    assert f"`{name}`" in readme
+def test_readme_table_is_the_declarations():
+    assert markdown_table() in (ROOT / "README.md").read_text(), "paste `mlflowkit list --markdown` into README.md"
     assert "stack-%:" in (ROOT / "Makefile").read_text()  # one pattern rule serves every topology
+
+
+@pytest.mark.parametrize("name", NAMES)
+def test_every_stack_has_a_readme_with_a_diagram_and_its_client_environment(name):
+    readme = (ROOT / "stacks" / name / "README.md").read_text()
+    assert f"scenario {TOPOLOGIES[name].scenario})" in readme
+    assert "```mermaid" in readme
+    assert "MLFLOW_TRACKING_URI" in readme
+    assert f"mlflowkit env {name}" in readme
 
 
 def test_settings_point_at_this_checkout():

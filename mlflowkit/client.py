@@ -10,7 +10,8 @@ from __future__ import annotations
 
 import os
 import threading
-from collections.abc import Iterator, Mapping
+import time
+from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Any
@@ -69,6 +70,14 @@ class Connection:
             aws_access_key_id=env.get("AWS_ACCESS_KEY_ID") or None,
             aws_secret_access_key=env.get("AWS_SECRET_ACCESS_KEY") or None,
         )
+
+    @classmethod
+    def for_stack(cls, topology: str, settings: Any = None) -> Connection:
+        """The connection to a stack of this kit on this host, from its .env and ports."""
+        from mlflowkit import topology as topologies
+        from mlflowkit.stack import Stack
+
+        return Stack(topologies.get(topology), settings).connection()
 
     def environ(self) -> dict[str, str]:
         """The environment variables a separate client process needs (what `mlflowkit env` prints)."""
@@ -161,6 +170,20 @@ def to_jsonable(value: Any) -> Any:
     return value
 
 
+@dataclass(frozen=True)
+class RunRow:
+    """One run as search returns it: plain values, no MLflow entities."""
+
+    run_id: str
+    run_name: str
+    experiment_id: str
+    status: str
+    start_time: int | None
+    metrics: dict[str, float]
+    params: dict[str, str]
+    tags: dict[str, str]
+
+
 class Client:
     """Tracking and registry calls against one :class:`Connection`; every call fails with a KitError."""
 
@@ -176,114 +199,261 @@ class Client:
         """The underlying ``mlflow.MlflowClient``, for anything this API does not cover."""
         return self._mlflow
 
-    def _explain(self, action: str) -> Any:
-        return explain(action, self.connection)
+    @contextmanager
+    def _call(self, action: str) -> Iterator[Any]:
+        """The connection applied, failures explained; yields the MlflowClient."""
+        with self.connection.activate(), explain(action, self.connection):
+            yield self._mlflow
 
     def ping(self) -> None:
-        """One cheap authenticated API call: proves the server answers this client (Host header included)."""
-        with self.connection.activate(), self._explain("listing experiments"):
-            self._mlflow.search_experiments(max_results=1)
+        """One cheap call: proves the server answers this client (Host header and credentials included)."""
+        with self._call("listing experiments") as c:
+            c.search_experiments(max_results=1)
+
+    # --- experiments -----------------------------------------------------------------------------------
 
     def experiment(self, name: str, *, artifact_location: str | None = None) -> str:
-        """Get-or-create the experiment ``name``; its id."""
-        with self.connection.activate(), self._explain(f"getting or creating experiment {name!r}"):
-            existing = self._mlflow.get_experiment_by_name(name)
+        """Get-or-create the experiment ``name`` (restoring it if deleted); its id."""
+        with self._call(f"getting or creating experiment {name!r}") as c:
+            existing = c.get_experiment_by_name(name)
             if existing is not None:
                 if existing.lifecycle_stage == "deleted":
-                    self._mlflow.restore_experiment(existing.experiment_id)
+                    c.restore_experiment(existing.experiment_id)
                 return existing.experiment_id
-            location = artifact_location or self.connection.artifact_location
-            return self._mlflow.create_experiment(name, artifact_location=location)
+            return c.create_experiment(name, artifact_location=artifact_location or self.connection.artifact_location)
+
+    def get_experiment(self, name: str) -> Any:
+        with self._call(f"reading experiment {name!r}") as c:
+            found = c.get_experiment_by_name(name)
+        if found is None:
+            raise KitError(f"no experiment {name!r} at {self.connection.tracking_uri}.")
+        return found
+
+    def experiments(self) -> list[Any]:
+        """Active experiments."""
+        with self._call("listing experiments") as c:
+            return list(c.search_experiments())
+
+    def set_experiment_tags(self, name: str, tags: Mapping[str, str]) -> None:
+        experiment_id = self.get_experiment(name).experiment_id
+        with self._call(f"tagging experiment {name!r}") as c:
+            for key, value in tags.items():
+                c.set_experiment_tag(experiment_id, key, value)
+
+    def delete_experiment(self, name: str) -> None:
+        experiment_id = self.get_experiment(name).experiment_id
+        with self._call(f"deleting experiment {name!r}") as c:
+            c.delete_experiment(experiment_id)
+
+    def restore_experiment(self, name: str) -> None:
+        self.experiment(name)  # get-or-create restores a deleted one
+
+    # --- runs ------------------------------------------------------------------------------------------
 
     @contextmanager
-    def run(self, experiment: str, *, run_name: str | None = None,
-            tags: Mapping[str, str] | None = None) -> Iterator[Run]:
-        """A run in ``experiment`` (a name, created if missing): finished on exit, FAILED on an exception."""
+    def run(self, experiment: str | None = None, *, run_name: str | None = None,
+            tags: Mapping[str, str] | None = None, autolog: bool = False) -> Iterator[Run]:
+        """A run in ``experiment`` (default: ``MLFLOW_EXPERIMENT_NAME``, else "Default"), created if missing.
+
+        Ends FINISHED, or FAILED when the block raises. Calls go through this client with the run's id, so runs
+        of two clients may interleave; with ``autolog=True`` the run is also MLflow's active run for the block.
+        """
+        import mlflow
+        from mlflow.tracking.context.registry import resolve_tags
+
+        name = experiment or os.environ.get("MLFLOW_EXPERIMENT_NAME") or "Default"
+        experiment_id = self.experiment(name)
+        with self._call(f"starting a run in {name!r}") as c:
+            created = c.create_run(experiment_id, run_name=run_name, tags=resolve_tags(dict(tags or {})))
+        run = Run(self, created.info.run_id)
+        try:
+            if autolog:
+                with self.connection.activate(), mlflow.start_run(run_id=run.run_id):
+                    mlflow.autolog()
+                    try:
+                        yield run
+                    finally:
+                        mlflow.autolog(disable=True)
+            else:
+                yield run
+        except BaseException:
+            with self._call("marking the run FAILED") as c:
+                c.set_terminated(run.run_id, "FAILED")
+            raise
+        with self._call("ending the run") as c:
+            c.set_terminated(run.run_id, "FINISHED")
+
+    def get_run(self, run_id: str) -> Any:
+        with self._call(f"reading run {run_id}") as c:
+            return c.get_run(run_id)
+
+    def search_runs(self, experiment: str, filter_string: str = "",
+                    order_by: Sequence[str] = (), max_results: int = 1000) -> list[RunRow]:
+        """Runs of ``experiment`` matching ``filter_string`` (e.g. ``metrics.f1 > 0.9``), in ``order_by`` order."""
+        with self._call(f"searching runs of {experiment!r}") as c:
+            found = c.get_experiment_by_name(experiment)
+            if found is None:
+                return []
+            runs = c.search_runs([found.experiment_id], filter_string, order_by=list(order_by),
+                                 max_results=max_results)
+        return [RunRow(r.info.run_id, r.info.run_name, r.info.experiment_id, r.info.status, r.info.start_time,
+                       dict(r.data.metrics), dict(r.data.params), dict(r.data.tags)) for r in runs]
+
+    def search_runs_frame(self, experiment: str, filter_string: str = "", order_by: Sequence[str] = ()) -> Any:
+        """The same search as a pandas DataFrame (columns ``metrics.*``, ``params.*``, ``tags.*``)."""
         import mlflow
 
-        experiment_id = self.experiment(experiment)
-        with self.connection.activate():
-            with self._explain(f"starting a run in {experiment!r}"):
-                active = mlflow.start_run(experiment_id=experiment_id, run_name=run_name, tags=dict(tags or {}))
-            try:
-                yield Run(self, active.info.run_id)
-            except BaseException:
-                mlflow.end_run("FAILED")
-                raise
-            with self._explain("ending the run"):
-                mlflow.end_run("FINISHED")
+        with self._call(f"searching runs of {experiment!r}"):
+            return mlflow.search_runs(experiment_names=[experiment], filter_string=filter_string,
+                                      order_by=list(order_by))
 
     def logged_model(self, model_id: str) -> Any:
         """An MLflow 3 logged model (``models:/<model id>``): its artifact location, params, metrics."""
-        with self.connection.activate(), self._explain(f"reading logged model {model_id}"):
-            return self._mlflow.get_logged_model(model_id)
+        with self._call(f"reading logged model {model_id}") as c:
+            return c.get_logged_model(model_id)
 
-    def get_run(self, run_id: str) -> Any:
-        with self.connection.activate(), self._explain(f"reading run {run_id}"):
-            return self._mlflow.get_run(run_id)
-
-    def search_runs(self, experiment: str, filter_string: str = "", order_by: tuple[str, ...] = ()) -> list[Any]:
-        with self.connection.activate(), self._explain(f"searching runs of {experiment!r}"):
-            found = self._mlflow.get_experiment_by_name(experiment)
-            if found is None:
-                return []
-            return list(self._mlflow.search_runs([found.experiment_id], filter_string, order_by=list(order_by)))
+    # --- registry --------------------------------------------------------------------------------------
 
     def register(self, source_uri: str, name: str) -> str:
         """Register the model at ``source_uri`` (``runs:/…`` or ``models:/<model id>``) as ``name``; its version."""
         import mlflow
 
-        with self.connection.activate(), self._explain(f"registering {source_uri} as {name!r}"):
+        with self._call(f"registering {source_uri} as {name!r}"):
             return str(mlflow.register_model(source_uri, name).version)
 
-    def set_alias(self, name: str, alias: str, version: str) -> None:
-        with self.connection.activate(), self._explain(f"setting alias {name}@{alias} -> v{version}"):
-            self._mlflow.set_registered_model_alias(name, alias, version)
+    def versions(self, name: str) -> list[str]:
+        with self._call(f"listing versions of {name!r}") as c:
+            found = c.search_model_versions(f"name = '{name}'")
+        return sorted((str(v.version) for v in found), key=int)
+
+    def set_alias(self, name: str, alias: str, version: str | int) -> None:
+        with self._call(f"setting alias {name}@{alias} -> v{version}") as c:
+            c.set_registered_model_alias(name, alias, str(version))
+
+    def delete_alias(self, name: str, alias: str) -> None:
+        with self._call(f"deleting alias {name}@{alias}") as c:
+            c.delete_registered_model_alias(name, alias)
 
     def version_by_alias(self, name: str, alias: str) -> str:
-        with self.connection.activate(), self._explain(f"resolving {name}@{alias}"):
-            return str(self._mlflow.get_model_version_by_alias(name, alias).version)
+        self._require_model(name)
+        with self._call(f"resolving {name}@{alias}") as c:
+            return str(c.get_model_version_by_alias(name, alias).version)
 
-    def versions(self, name: str) -> list[str]:
-        with self.connection.activate(), self._explain(f"listing versions of {name!r}"):
-            found = self._mlflow.search_model_versions(f"name = '{name}'")
-            return sorted((str(v.version) for v in found), key=int)
+    def set_model_tag(self, name: str, key: str, value: str) -> None:
+        with self._call(f"tagging registered model {name!r}") as c:
+            c.set_registered_model_tag(name, key, value)
+
+    def set_version_tag(self, name: str, version: str | int, key: str, value: str) -> None:
+        with self._call(f"tagging {name} v{version}") as c:
+            c.set_model_version_tag(name, str(version), key, value)
+
+    def transition_stage(self, name: str, version: str | int, stage: str) -> None:
+        """Legacy registry stages (deprecated in MLflow 3 in favour of aliases; still understood)."""
+        import warnings
+
+        with self._call(f"moving {name} v{version} to stage {stage}") as c, warnings.catch_warnings():
+            warnings.simplefilter("ignore", FutureWarning)
+            c.transition_model_version_stage(name, str(version), stage)
+
+    def model_uri(self, name: str, *, alias: str | None = None, version: str | int | None = None,
+                  stage: str | None = None) -> str:
+        """``models:/`` URI of ``name`` by alias, version or legacy stage, after checking that it exists."""
+        uri = model_uri(name, alias=alias, version=version, stage=stage)
+        self._require_model(name)
+        with self._call(f"resolving {uri}") as c:
+            if alias is not None:
+                c.get_model_version_by_alias(name, alias)
+            elif version is not None:
+                c.get_model_version(name, str(version))
+            elif not c.get_latest_versions(name, [stage]):
+                raise KitError(f"registered model {name!r} has no version in stage {stage!r}.")
+        return uri
+
+    def download_model(self, name: str, *, alias: str | None = None, version: str | int | None = None,
+                       stage: str | None = None, dst: str | None = None) -> str:
+        """The model's files downloaded to ``dst`` (a new temporary directory by default); that path."""
+        import mlflow.artifacts
+
+        uri = self.model_uri(name, alias=alias, version=version, stage=stage)
+        with self._call(f"downloading {uri}"):
+            return mlflow.artifacts.download_artifacts(artifact_uri=uri, dst_path=dst)
 
     def load(self, uri: str) -> Any:
         """The model at ``uri`` as a pyfunc model (downloads through this connection)."""
         import mlflow.pyfunc
 
-        with self.connection.activate(), self._explain(f"loading {uri}"):
+        with self._call(f"loading {uri}"):
             return mlflow.pyfunc.load_model(uri)
+
+    def _require_model(self, name: str) -> None:
+        from mlflow.exceptions import MlflowException
+
+        with self.connection.activate():
+            try:
+                self._mlflow.get_registered_model(name)
+            except MlflowException as exc:
+                if exc.error_code == "RESOURCE_DOES_NOT_EXIST":
+                    raise KitError(f"no registered model {name!r} at {self.connection.tracking_uri}.",
+                                   hint="check the name (`client.mlflow.search_registered_models()` lists them)."
+                                   ) from None
+                raise KitError(f"reading registered model {name!r} failed: {_reason(exc)}", hint=_hint(exc)) from exc
 
 
 class Run:
-    """The active run of :meth:`Client.run`; its calls go through the client's connection."""
+    """A run of :meth:`Client.run`; every call names the run explicitly (no global active run needed)."""
 
     def __init__(self, client: Client, run_id: str) -> None:
         self.client = client
         self.run_id = run_id
 
     def log_params(self, params: Mapping[str, Any]) -> None:
-        import mlflow
+        from mlflow.entities import Param
 
-        with self.client._explain("logging params"):
-            mlflow.log_params(dict(params))
+        with self.client._call("logging params") as c:
+            c.log_batch(self.run_id, params=[Param(k, str(v)) for k, v in params.items()])
 
     def log_metrics(self, metrics: Mapping[str, float], step: int | None = None) -> None:
-        """All ``metrics`` in one batched request."""
-        import mlflow
+        """All ``metrics`` at ``step`` in one batched request."""
+        from mlflow.entities import Metric
 
-        with self.client._explain("logging metrics"):
-            mlflow.log_metrics(dict(metrics), step=step)
+        now = int(time.time() * 1000)
+        with self.client._call("logging metrics") as c:
+            c.log_batch(self.run_id, metrics=[Metric(k, float(v), now, step or 0) for k, v in metrics.items()])
+
+    def log_metric_series(self, key: str, values: Sequence[float], start_step: int = 0) -> None:
+        """``values`` as steps ``start_step``, ``start_step + 1``, … of ``key``, batched."""
+        from mlflow.entities import Metric
+
+        now = int(time.time() * 1000)
+        with self.client._call(f"logging metric series {key!r}") as c:
+            c.log_batch(self.run_id, metrics=[Metric(key, float(v), now, start_step + i) for i, v in enumerate(values)])
+
+    def set_tags(self, tags: Mapping[str, str]) -> None:
+        from mlflow.entities import RunTag
+
+        with self.client._call("setting tags") as c:
+            c.log_batch(self.run_id, tags=[RunTag(k, str(v)) for k, v in tags.items()])
 
     def log_artifact(self, path: str, artifact_path: str | None = None) -> None:
-        import mlflow
+        with self.client._call(f"uploading artifact {path}") as c:
+            c.log_artifact(self.run_id, path, artifact_path)
 
-        with self.client._explain(f"uploading artifact {path}"):
-            mlflow.log_artifact(path, artifact_path)
+    def log_artifacts(self, directory: str, artifact_path: str | None = None) -> None:
+        with self.client._call(f"uploading directory {directory}") as c:
+            c.log_artifacts(self.run_id, directory, artifact_path)
 
     def log_model(self, flavor: Any, model: Any, name: str, **kwargs: Any) -> Any:
-        """``flavor.log_model(model, name=name, **kwargs)`` (e.g. ``mlflow.sklearn``); MLflow's ModelInfo."""
-        with self.client._explain(f"logging model {name!r}"):
-            return flavor.log_model(model, name=name, **kwargs)
+        """``flavor.log_model(model, name=name, **kwargs)`` (e.g. ``mlflow.sklearn``) in this run; its ModelInfo."""
+        import mlflow
+
+        with self.client._call(f"logging model {name!r}"):
+            active = mlflow.active_run()
+            if active is not None and active.info.run_id == self.run_id:  # autolog block
+                return flavor.log_model(model, name=name, **kwargs)
+            # MLflow's flavours log into the active run: make this one active for the call, and leave it
+            # RUNNING (Client.run sets the final status).
+            mlflow.start_run(run_id=self.run_id)
+            try:
+                return flavor.log_model(model, name=name, **kwargs)
+            finally:
+                mlflow.end_run(status="RUNNING")

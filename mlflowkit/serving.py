@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import signal
+import socket
 import subprocess
 import sys
 import tempfile
@@ -58,8 +59,11 @@ class ServedModel:
 
 
 @contextmanager
-def serve_local(model_uri: str, connection: Connection, *, port: int, timeout: float = 120) -> Iterator[ServedModel]:
-    """Run ``mlflow models serve`` as a local process on 127.0.0.1:``port``; always stopped on exit."""
+def serve_local(model_uri: str, connection: Connection, *, port: int | None = None,
+                timeout: float = 120) -> Iterator[ServedModel]:
+    """Run ``mlflow models serve`` as a local process on 127.0.0.1:``port`` (default: a free one); always
+    stopped on exit, its process group included."""
+    port = port or _free_port()
     env = {**os.environ, **connection.environ()}
     bin_dir = os.path.dirname(sys.executable)
     env["PATH"] = bin_dir + os.pathsep + env.get("PATH", "")  # it execs uvicorn from PATH
@@ -81,6 +85,12 @@ def serve_local(model_uri: str, connection: Connection, *, port: int, timeout: f
             yield served
         finally:
             _stop(proc)
+
+
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
 
 
 def _stop(proc: subprocess.Popen[str]) -> None:

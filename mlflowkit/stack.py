@@ -5,7 +5,8 @@ from __future__ import annotations
 import json
 import socket
 import sys
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -124,6 +125,15 @@ class Stack:
                 return False
             raise
         return True
+
+    @contextmanager
+    def serving(self) -> Iterator[ServedModel]:
+        """The serving service on the model's current alias, for the block; stopped afterwards."""
+        served = self.serve()
+        try:
+            yield served
+        finally:
+            self.stop_serving()
 
     def stop_serving(self) -> None:
         compose = self.compose(with_serve=True)

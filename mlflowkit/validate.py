@@ -89,7 +89,7 @@ def step_connect(s: _State) -> str:
 
 
 def step_history(s: _State) -> str:
-    s.earlier_runs = [run.info.run_id for run in s.client.search_runs(EXPERIMENT)]
+    s.earlier_runs = [run.run_id for run in s.client.search_runs(EXPERIMENT)]
     return f"{len(s.earlier_runs)} earlier run(s) in {EXPERIMENT!r}"
 
 
@@ -133,11 +133,8 @@ def step_load(s: _State) -> str:
 
 
 def step_serve(s: _State) -> str:
-    served = s.stack.serve()
-    try:
+    with s.stack.serving() as served:
         got = served.predict(s.frame)
-    finally:
-        s.stack.stop_serving()
     _expect(got == s.expected, f"served predictions {got} differ from local {s.expected}")
     return f"{served.url}/invocations: {len(got)} predictions equal local ones"
 

@@ -141,7 +141,7 @@ def test_two_connections_do_not_leak_into_each_other_or_the_process(tmp_path, mo
     with a.run("x") as run_a, b.run("x") as run_b:  # interleaved on purpose
         run_a.log_params({"who": "a"})
         run_b.log_params({"who": "b"})
-        assert os.environ["MLFLOW_S3_ENDPOINT_URL"] == "http://127.0.0.1:1"  # b is the active one
+        assert "MLFLOW_S3_ENDPOINT_URL" not in os.environ  # applied only during each call
     assert a.get_run(run_a.run_id).data.params == {"who": "a"}
     assert b.get_run(run_b.run_id).data.params == {"who": "b"}
     assert a.search_runs("x")[0].run_id == run_a.run_id and len(a.search_runs("x")) == 1
@@ -154,9 +154,39 @@ def test_connection_from_env_and_for_the_process_environment(monkeypatch):
     monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)
     with pytest.raises(KitError, match="MLFLOW_TRACKING_URI is not set"):
         Connection.from_env()
-    conn = Connection.from_env({"MLFLOW_TRACKING_URI": "http://h:1", "MLFLOW_S3_ENDPOINT_URL": "http://s3",
-                                "AWS_ACCESS_KEY_ID": "k", "AWS_SECRET_ACCESS_KEY": "s"})
-    assert conn.environ() == {"MLFLOW_TRACKING_URI": "http://h:1", "MLFLOW_S3_ENDPOINT_URL": "http://s3",
-                              "AWS_ACCESS_KEY_ID": "k", "AWS_SECRET_ACCESS_KEY": "s"}
-    assert "s" not in repr(conn).split("aws")[0]  # keys are not in the repr
+    env = {"MLFLOW_TRACKING_URI": "http://h:1", "MLFLOW_S3_ENDPOINT_URL": "http://s3",
+           "AWS_ACCESS_KEY_ID": "AKIDEXAMPLE", "AWS_SECRET_ACCESS_KEY": "SECRETEXAMPLE"}
+    conn = Connection.from_env(env)
+    assert conn.environ() == env
+    assert "EXAMPLE" not in repr(conn)  # keys stay out of logs and tracebacks
     assert Connection("file:///x").environ()["MLFLOW_ALLOW_FILE_STORE"] == "true"
+
+
+def test_403_from_allowed_hosts_is_explained():
+    """A real HTTP server answering as MLflow's host check does: the error names --allowed-hosts."""
+    import http.server
+    import threading
+
+    class Refuse(http.server.BaseHTTPRequestHandler):
+        def do_GET(self):  # noqa: N802 - http.server's naming
+            body = b"Invalid Host header - possible DNS rebinding attack detected"
+            self.send_response(403)
+            self.send_header("Content-Length", str(len(body)))
+            self.end_headers()
+            self.wfile.write(body)
+
+        do_POST = do_GET  # noqa: N815 - MLflow searches with POST
+
+        def log_message(self, *args):
+            pass
+
+    server = http.server.HTTPServer(("127.0.0.1", 0), Refuse)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    try:
+        client = Client(Connection(f"http://127.0.0.1:{server.server_port}", timeout=5))
+        with pytest.raises(KitError) as info:
+            client.ping()
+    finally:
+        server.shutdown()
+    assert "403" in str(info.value)
+    assert "--allowed-hosts" in (info.value.hint or "")

@@ -174,25 +174,30 @@ def _print_reports(reports: list[Report]) -> None:
             table.add_row(s.name, "[green]PASS[/]" if s.ok else "[red]FAIL[/]", f"{s.seconds:.1f} s", s.detail)
         out.print(table)
         return
-    step_names: list[str] = []
+    steps: list[str] = []  # every report's steps, each report's order kept
     for report in reports:
-        step_names += [s.name for s in report.steps if s.name not in step_names]
-    table = Table("topology", *step_names, title="validation")
-    for report in reports:
-        cells = {s.name: f"[green]PASS[/] {s.seconds:.1f}s" if s.ok else f"[red]FAIL[/] {s.seconds:.1f}s"
-                 for s in report.steps}
-        table.add_row(report.topology, *(cells.get(n, "[dim]-[/]") for n in step_names))
+        position = -1
+        for step in report.steps:
+            if step.name in steps:
+                position = steps.index(step.name)
+            else:
+                position += 1
+                steps.insert(position, step.name)
+    table = Table("step", *(r.topology for r in reports), title="validation (PASS/FAIL, seconds)")
+    cells = [{s.name: f"[green]PASS[/] {s.seconds:.1f}" if s.ok else f"[red]FAIL[/] {s.seconds:.1f}"
+              for s in r.steps} for r in reports]
+    for name in steps:
+        table.add_row(name, *(c.get(name, "[dim]-[/]") for c in cells))
     out.print(table)
 
 
 def _print_usage(stack: Stack) -> None:
     conn = stack.connection()
-    lines = [f"The {stack.topology.name} stack works. Point a client at it:",
-             f"  export MLFLOW_TRACKING_URI={conn.tracking_uri}"]
-    if conn.s3_endpoint_url:
-        lines += [f"  export MLFLOW_S3_ENDPOINT_URL={conn.s3_endpoint_url}",
-                  f"  # and the S3 keys: eval \"$(mlflowkit env {stack.topology.name})\" (prints them)"]
-    lines += [f"UI: {conn.tracking_uri}",
+    lines = [f"The {stack.topology.name} stack works. Point a client at it:"]
+    lines += [f"  export {key}={value}" for key, value in conn.environ().items() if not key.startswith("AWS_")]
+    if conn.aws_access_key_id:
+        lines.append(f"  # and the S3 keys: eval \"$(mlflowkit env {stack.topology.name})\" (prints them)")
+    lines += [f"UI: {stack.ui_url()}",
               f"Stop: mlflowkit down {stack.topology.name}   (add --volumes to delete its data)"]
     out.print("\n".join(lines), markup=False, highlight=False)
 

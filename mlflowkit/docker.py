@@ -127,9 +127,6 @@ class Compose:
     def down(self, *, volumes: bool = False, timeout: float | None = None) -> None:
         self._run("down", "--remove-orphans", *(("--volumes",) if volumes else ()), timeout=timeout)
 
-    def ps(self, *, all_: bool = True) -> str:
-        return self._run("ps", "--format", "json", *(("--all",) if all_ else ()))
-
     def logs(self, services: Sequence[str] = (), *, tail: int | None = None) -> str:
         args = ["logs", "--no-color", "--timestamps"]
         if tail is not None:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 import socket
 import sys
 from collections.abc import Callable, Iterator
@@ -142,8 +143,11 @@ class Stack:
     # --- inspection ------------------------------------------------------------------------------------
 
     def states(self) -> list[ServiceState]:
-        out = self.compose(with_serve=True).ps()
-        return [_state(json.loads(line)) for line in out.splitlines() if line.strip().startswith("{")]
+        """The project's containers, from the engine's labels (needs neither .env nor compose file)."""
+        out = run(["docker", "ps", "--all", "--no-trunc", "--format", "{{json .}}", "--filter",
+                   f"label=com.docker.compose.project={self.project}"], timeout=self.settings.command_timeout).stdout
+        return sorted((_state(json.loads(line)) for line in out.splitlines() if line.strip()),
+                      key=lambda state: state.service)
 
     def volumes(self) -> list[str]:
         out = run(["docker", "volume", "ls", "--quiet", "--filter",
@@ -213,13 +217,18 @@ class Stack:
 
 
 def _state(row: dict) -> ServiceState:
+    """A `docker ps --format json` row: State "running", Status "Up 5 seconds (healthy)" / "Exited (1) …"."""
+    labels = dict(item.split("=", 1) for item in row.get("Labels", "").split(",") if "=" in item)
+    status = row.get("Status", "")
+    health = re.search(r"\((healthy|unhealthy|health: starting)\)", status)
+    exit_code = re.search(r"Exited \((-?\d+)\)", status)
+    published = re.findall(r"([\d.]+:\d+)->", row.get("Ports", ""))
     return ServiceState(
-        service=row.get("Service", ""),
+        service=labels.get("com.docker.compose.service", row.get("Names", "")),
         state=row.get("State", ""),
-        health=row.get("Health", ""),
-        exit_code=int(row.get("ExitCode") or 0),
-        ports=row.get("Publishers") and ", ".join(
-            f"{p['URL']}:{p['PublishedPort']}" for p in row["Publishers"] if p.get("PublishedPort")) or "",
+        health=(health[1].replace("health: ", "") if health else ""),
+        exit_code=int(exit_code[1]) if exit_code else 0,
+        ports=", ".join(dict.fromkeys(published)),
     )
 
 

@@ -75,3 +75,19 @@ def _free() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         return s.getsockname()[1]
+
+
+def test_container_rows_become_service_states():
+    from mlflowkit.stack import _state
+
+    running = _state({"Labels": "com.docker.compose.project=p,com.docker.compose.service=mlflow",
+                      "State": "running", "Status": "Up 5 seconds (healthy)",
+                      "Ports": "127.0.0.1:5000->5000/tcp, 127.0.0.1:5000->5000/tcp"})
+    assert (running.service, running.state, running.health, running.ports) == (
+        "mlflow", "running", "healthy", "127.0.0.1:5000")
+    starting = _state({"Labels": "com.docker.compose.service=serve", "State": "running",
+                       "Status": "Up 1 second (health: starting)", "Ports": ""})
+    assert starting.health == "starting"
+    failed = _state({"Labels": "com.docker.compose.service=migrate", "State": "exited",
+                     "Status": "Exited (2) 3 seconds ago", "Ports": ""})
+    assert (failed.state, failed.exit_code, failed.health) == ("exited", 2, "")

@@ -190,3 +190,14 @@ def test_403_from_allowed_hosts_is_explained():
         server.shutdown()
     assert "403" in str(info.value)
     assert "--allowed-hosts" in (info.value.hint or "")
+
+
+def test_autolog_on_request_logs_into_the_run(client, iris):
+    frame, _ = iris
+    target = [0, 1, 2] * 50
+    with client.run("auto", autolog=True) as run:
+        LogisticRegression(max_iter=321).fit(frame, target)
+    logged = client.get_run(run.run_id)
+    assert logged.data.params.get("max_iter") == "321"
+    assert logged.info.status == "FINISHED"
+    assert mlflow.active_run() is None

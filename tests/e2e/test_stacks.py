@@ -98,3 +98,34 @@ def test_two_stacks_run_side_by_side_and_two_connections_do_not_interfere(make_s
     assert b.get_run(run_b.run_id).data.metrics == {"m": 2.0}
     for stack in (file_stack, sqlite_stack):
         assert {s.service: s.health for s in stack.states()} == {"mlflow": "healthy"}
+
+
+def test_down_of_a_stack_that_is_not_up_is_one_clear_line(e2e_settings, monkeypatch):
+    from typer.testing import CliRunner
+
+    from mlflowkit.cli import app
+
+    for key, value in e2e_settings.environ().items():
+        monkeypatch.setenv(key, value)
+    result = CliRunner().invoke(app, ["down", "sqlite"])
+    assert result.exit_code == 1
+    assert "error: sqlite is not up (no containers in project mlflowkit-e2e-sqlite)" in result.output
+
+
+def test_built_images_hold_no_secret_and_run_as_non_root(e2e_settings):
+    """The images' configuration and history: no passwords or keys, no CA bundle, a non-root user."""
+    import json
+
+    from mlflowkit import images
+    from mlflowkit.docker import run
+
+    for image in images.names(e2e_settings):
+        config = json.loads(run(["docker", "image", "inspect", image], timeout=30).stdout)[0]["Config"]
+        env_names = [item.split("=", 1)[0] for item in config.get("Env") or []]
+        assert not [n for n in env_names if any(w in n for w in ("PASSWORD", "SECRET", "ACCESS_KEY", "TOKEN"))]
+        assert config.get("User") not in ("", "root", "0"), f"{image} runs as root"
+        history = run(["docker", "history", "--no-trunc", "--format", "{{.CreatedBy}}", image], timeout=30).stdout
+        assert "AWS_SECRET_ACCESS_KEY=" not in history and "POSTGRES_PASSWORD=" not in history
+        leftovers = run(["docker", "run", "--rm", "--entrypoint", "sh", image, "-c",
+                         "ls /run/secrets 2>/dev/null; ls /opt/mlflowkit-server 2>/dev/null; true"], timeout=60).stdout
+        assert leftovers.strip() == "", f"{image} keeps build-time files: {leftovers}"

@@ -82,9 +82,9 @@ def build(base: Annotated[str | None, typer.Option(help="base image (default: $B
 @app.command()
 @guarded
 def up(name: TopologyArg, keep: Annotated[bool, typer.Option(help="leave failed containers for inspection")] = False,
-       ) -> None:
+       auth: Annotated[bool, typer.Option(help="MLflow's basic-auth app with a generated admin")] = False) -> None:
     """Build missing images, write the stack's .env, start it and wait until it is healthy."""
-    _stack(name).up(keep=keep)
+    _stack(name).up(keep=keep, auth=auth)
 
 
 @app.command("validate")
@@ -194,9 +194,10 @@ def _print_reports(reports: list[Report]) -> None:
 def _print_usage(stack: Stack) -> None:
     conn = stack.connection()
     lines = [f"The {stack.topology.name} stack works. Point a client at it:"]
-    lines += [f"  export {key}={value}" for key, value in conn.environ().items() if not key.startswith("AWS_")]
-    if conn.aws_access_key_id:
-        lines.append(f"  # and the S3 keys: eval \"$(mlflowkit env {stack.topology.name})\" (prints them)")
+    secret = ("AWS_", "MLFLOW_TRACKING_PASSWORD")
+    lines += [f"  export {key}={value}" for key, value in conn.environ().items() if not key.startswith(secret)]
+    if conn.aws_access_key_id or conn.password:
+        lines.append(f"  # and the secrets: eval \"$(mlflowkit env {stack.topology.name})\" (prints them)")
     lines += [f"UI: {stack.ui_url()}",
               f"Stop: mlflowkit down {stack.topology.name}   (add --volumes to delete its data)"]
     out.print("\n".join(lines), markup=False, highlight=False)

@@ -49,6 +49,8 @@ class Connection:
     s3_endpoint_url: str | None = None
     aws_access_key_id: str | None = field(default=None, repr=False)
     aws_secret_access_key: str | None = field(default=None, repr=False)
+    username: str | None = None  # MLflow basic auth (`mlflowkit up --auth`)
+    password: str | None = field(default=None, repr=False)
     # Where new experiments keep artifacts when the store has no server to decide (SQLite: else ./mlruns).
     artifact_location: str | None = None
     timeout: float = 60  # seconds per HTTP request
@@ -69,6 +71,8 @@ class Connection:
             s3_endpoint_url=env.get("MLFLOW_S3_ENDPOINT_URL") or None,
             aws_access_key_id=env.get("AWS_ACCESS_KEY_ID") or None,
             aws_secret_access_key=env.get("AWS_SECRET_ACCESS_KEY") or None,
+            username=env.get("MLFLOW_TRACKING_USERNAME") or None,
+            password=env.get("MLFLOW_TRACKING_PASSWORD") or None,
         )
 
     @classmethod
@@ -87,6 +91,8 @@ class Connection:
             "MLFLOW_S3_ENDPOINT_URL": self.s3_endpoint_url,
             "AWS_ACCESS_KEY_ID": self.aws_access_key_id,
             "AWS_SECRET_ACCESS_KEY": self.aws_secret_access_key,
+            "MLFLOW_TRACKING_USERNAME": self.username,
+            "MLFLOW_TRACKING_PASSWORD": self.password,
         }
         values.update({k: v for k, v in optional.items() if v})
         if self.tracking_uri.startswith("file:") or "://" not in self.tracking_uri:
@@ -138,6 +144,9 @@ def _reason(exc: BaseException) -> str:
 def _hint(exc: BaseException) -> str | None:
     text = str(exc)
     name = type(exc).__name__
+    if "401" in text and ("auth" in text.lower() or "Unauthorized" in text):
+        return "the server requires a login (--auth): set MLFLOW_TRACKING_USERNAME and MLFLOW_TRACKING_PASSWORD "\
+            "(`mlflowkit env <topology>` prints them)."
     if "403" in text and ("Host" in text or "host" in text or "Forbidden" in text):
         return "the server's --allowed-hosts refuses this Host header; add it there (MLFLOW_ALLOWED_HOSTS in .env)."
     if name in ("NoCredentialsError", "PartialCredentialsError") or "Unable to locate credentials" in text:

@@ -39,6 +39,16 @@ def parse(text: str, source: str = ".env") -> dict[str, str]:
     return values
 
 
+def auth_values() -> dict[str, str]:
+    """What `--auth` adds: MLflow's basic-auth app, a generated admin, the key its CSRF protection signs with."""
+    return {
+        "MLFLOW_AUTH_ARGS": "--app-name basic-auth",
+        "MLFLOW_AUTH_ADMIN_USERNAME": "admin",
+        "MLFLOW_AUTH_ADMIN_PASSWORD": secrets.token_urlsafe(24),
+        "MLFLOW_FLASK_SERVER_SECRET_KEY": secrets.token_urlsafe(32),
+    }
+
+
 def defaults(topology: Topology, bind_address: str = "127.0.0.1", data_dir: Path | None = None) -> dict[str, str]:
     """Fresh values for every variable the topology's compose file reads: new random secrets each call."""
     values = {"BIND_ADDRESS": bind_address}
@@ -69,10 +79,14 @@ def render(values: Mapping[str, str], topology: Topology) -> str:
 
 
 def ensure(path: Path, topology: Topology, bind_address: str = "127.0.0.1",
-           data_dir: Path | None = None) -> dict[str, str]:
-    """Create or complete ``path``; return its values. Existing values are kept, the mode forced to 0600."""
+           data_dir: Path | None = None, auth: bool = False) -> dict[str, str]:
+    """Create or complete ``path``; return its values. Existing values are kept, the mode forced to 0600.
+
+    ``auth`` adds the basic-auth keys; a stack that has them keeps them (remove them to turn auth off).
+    """
     existing = parse(path.read_text(), str(path)) if path.exists() else {}
-    missing = {k: v for k, v in defaults(topology, bind_address, data_dir).items() if k not in existing}
+    wanted = {**defaults(topology, bind_address, data_dir), **(auth_values() if auth else {})}
+    missing = {k: v for k, v in wanted.items() if k not in existing}
     if missing or not path.exists():
         merged = {**existing, **missing}
         # Write the new file privately from the start; never leave a readable copy behind.

@@ -66,12 +66,15 @@ class Stack:
 
     # --- lifecycle -------------------------------------------------------------------------------------
 
-    def up(self, *, keep: bool = False) -> None:
+    def up(self, *, keep: bool = False, auth: bool = False) -> None:
         """Build missing images, write .env, ``up --wait``; on failure show logs and remove what started."""
+        if auth and not self.topology.supports_auth:
+            raise KitError(f"--auth is not available for {self.topology.name}.",
+                           hint="it needs a tracking server; artifacts-only is not covered yet.")
         check_engine()
         images.ensure(self.settings, self.log)
         values = envfile.ensure(self.env_file, self.topology, self.settings.bind_address,
-                                self.settings.data_dir(self.topology.name))
+                                self.settings.data_dir(self.topology.name), auth=auth)
         if self.topology.uses_data_dir:
             self._prepare_data_dir(values)
         running = {s.service for s in self.states() if s.state == "running"}
@@ -175,7 +178,14 @@ class Stack:
                 aws_access_key_id=values["AWS_ACCESS_KEY_ID"],
                 aws_secret_access_key=values["AWS_SECRET_ACCESS_KEY"],
             )
-        return Connection(self.ui_url(), timeout=timeout, **s3)
+        auth = {}
+        if values.get("MLFLOW_AUTH_ARGS"):
+            auth = dict(username=values["MLFLOW_AUTH_ADMIN_USERNAME"], password=values["MLFLOW_AUTH_ADMIN_PASSWORD"])
+        return Connection(self.ui_url(), timeout=timeout, **s3, **auth)
+
+    @property
+    def auth_enabled(self) -> bool:
+        return bool(self.env().get("MLFLOW_AUTH_ARGS"))
 
     def ui_url(self) -> str:
         return f"http://127.0.0.1:{self.env()['MLFLOW_PORT']}"

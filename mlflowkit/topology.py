@@ -76,6 +76,12 @@ class Topology:
         return self.backend is not Backend.POSTGRESQL
 
     @property
+    def supports_auth(self) -> bool:
+        """`mlflowkit up --auth`: MLflow's basic-auth app on the tracking server. Not where there is no server,
+        and not yet for artifacts-only (its artifacts server would stay open)."""
+        return self.has_tracking_server and self.artifact_mode is not ArtifactMode.ARTIFACTS_SERVER
+
+    @property
     def client_needs_s3_credentials(self) -> bool:
         return self.artifact_mode is ArtifactMode.CLIENT_S3
 

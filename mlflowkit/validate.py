@@ -228,6 +228,20 @@ def step_artifact_uris(s: _State) -> str:
     return f"artifact URIs start with {prefix}; {server} advertises no presigned transfers"
 
 
+def step_anonymous_refused(s: _State) -> str:
+    """With --auth: a request without credentials may not write, a wrong password may not read."""
+    import requests
+
+    base, timeout = s.stack.ui_url(), s.client.connection.timeout
+    anonymous = requests.post(f"{base}/api/2.0/mlflow/experiments/create", json={"name": "anonymous-write"},
+                              timeout=timeout).status_code
+    wrong = requests.get(f"{base}/api/2.0/mlflow/experiments/search?max_results=1",
+                         auth=(s.client.connection.username or "admin", "wrong-password"), timeout=timeout).status_code
+    _expect(anonymous == 401, f"an anonymous experiments/create answered {anonymous}, not 401")
+    _expect(wrong == 401, f"a wrong password answered {wrong}, not 401")
+    return f"anonymous write: 401; wrong password: 401; validated as {s.client.connection.username}"
+
+
 def _get_json(url: str, timeout: float) -> dict:
     import requests
 
@@ -280,6 +294,8 @@ def steps_for(stack: Stack) -> list[tuple[str, Step]]:
         ("load+predict", step_load),
         ("serve+predict", step_serve),
     ]
+    if stack.auth_enabled:
+        steps.append(("anonymous refused", step_anonymous_refused))
     if proxied:
         steps.append(("artifact URIs", step_artifact_uris))
     if topology.artifact_mode is ArtifactMode.ARTIFACTS_SERVER:

@@ -129,3 +129,11 @@ def test_built_images_hold_no_secret_and_run_as_non_root(e2e_settings):
         leftovers = run(["docker", "run", "--rm", "--entrypoint", "sh", image, "-c",
                          "ls /run/secrets 2>/dev/null; ls /opt/mlflowkit-server 2>/dev/null; true"], timeout=60).stdout
         assert leftovers.strip() == "", f"{image} keeps build-time files: {leftovers}"
+
+
+def test_auth_refuses_anonymous_writes_and_validates_authenticated(make_stack):
+    stack = make_stack(TOPOLOGIES["proxied"])
+    stack.up(auth=True)
+    report = validate_isolated(stack)
+    assert_passed(report, stack)
+    assert "anonymous refused" in [step.name for step in report.steps]

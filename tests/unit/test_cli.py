@@ -91,3 +91,13 @@ def test_container_rows_become_service_states():
     failed = _state({"Labels": "com.docker.compose.service=migrate", "State": "exited",
                      "Status": "Exited (2) 3 seconds ago", "Ports": ""})
     assert (failed.state, failed.exit_code, failed.health) == ("exited", 2, "")
+
+
+@pytest.mark.parametrize("name", ["file", "sqlite", "artifacts-only"])
+def test_auth_where_it_is_not_available_is_refused_before_anything_starts(name, tmp_path):
+    from mlflowkit.errors import KitError
+
+    stack = Stack(TOPOLOGIES[name], Settings(root=tmp_path))
+    with pytest.raises(KitError, match=f"--auth is not available for {name}"):
+        stack.up(auth=True)
+    assert not (tmp_path / "stacks" / name / ".env").exists()

@@ -38,6 +38,23 @@ _MANAGED = (
     *_FAST_FAILURE,
 )
 _LOCK = threading.RLock()
+_last_s3_identity: list[tuple[str | None, str | None]] = [(None, None)]
+
+
+def _forget_s3_clients_on_switch(identity: tuple[str | None, str | None]) -> None:
+    """MLflow caches boto3 clients by endpoint, and boto3's default session caches the credentials it first
+    found in the environment: a connection with other keys would sign with the previous one's. Drop both when
+    the identity changes."""
+    if identity != _last_s3_identity[0]:
+        import boto3
+        from mlflow.store.artifact import s3_artifact_repo
+
+        boto3.DEFAULT_SESSION = None  # boto3 makes a new one, reading the environment again
+
+        cache = getattr(s3_artifact_repo, "_cached_get_s3_client", None)
+        if cache is not None and hasattr(cache, "cache_clear"):
+            cache.cache_clear()
+        _last_s3_identity[0] = identity
 
 
 @dataclass(frozen=True)
@@ -111,6 +128,7 @@ class Connection:
                 os.environ.pop(key, None)
             os.environ.update({**_FAST_FAILURE, "MLFLOW_HTTP_REQUEST_TIMEOUT": str(int(self.timeout))})
             os.environ.update(self.environ())
+            _forget_s3_clients_on_switch((self.s3_endpoint_url, self.aws_access_key_id))
             mlflow.set_tracking_uri(self.tracking_uri)
             mlflow.set_registry_uri(self.registry_uri or self.tracking_uri)
             try:

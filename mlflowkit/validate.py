@@ -358,8 +358,10 @@ def validate_isolated(stack: Stack) -> Report:
         out = Path(tmp) / "report.json"
         argv = [sys.executable, "-m", "mlflowkit.validate", stack.topology.name, str(out)]
         try:
+            # cwd: a scratch directory, so nothing MLflow writes by default (./mlruns, mlflow.db) lands
+            # where the user runs the command.
             subprocess.run(argv, env=clean_environment(stack.settings), stdout=sys.stderr, check=False,
-                           timeout=stack.settings.validate_timeout)
+                           timeout=stack.settings.validate_timeout, cwd=tmp)
         except subprocess.TimeoutExpired:
             raise KitError(f"validation of {stack.topology.name} outlived {stack.settings.validate_timeout:.0f} s.",
                            details=stack.logs(tail=40)) from None

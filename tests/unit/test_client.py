@@ -201,3 +201,21 @@ def test_autolog_on_request_logs_into_the_run(client, iris):
     assert logged.data.params.get("max_iter") == "321"
     assert logged.info.status == "FINISHED"
     assert mlflow.active_run() is None
+
+
+def test_s3_clients_are_not_shared_between_connections_with_other_keys(monkeypatch):
+    """MLflow caches boto3 clients per endpoint; each connection must still sign with its own keys."""
+    from mlflow.store.artifact.s3_artifact_repo import _get_s3_client
+
+    for key in ("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "AWS_PROFILE"):
+        monkeypatch.delenv(key, raising=False)
+    endpoint = "http://127.0.0.1:9"  # never contacted: building a client is enough
+    a = Connection("http://127.0.0.1:1", s3_endpoint_url=endpoint, aws_access_key_id="KEY_A",
+                   aws_secret_access_key="secret-a")
+    b = Connection("http://127.0.0.1:1", s3_endpoint_url=endpoint, aws_access_key_id="KEY_B",
+                   aws_secret_access_key="secret-b")
+    keys = []
+    for conn in (a, b, a):
+        with conn.activate():
+            keys.append(_get_s3_client()._request_signer._credentials.access_key)
+    assert keys == ["KEY_A", "KEY_B", "KEY_A"]

@@ -9,7 +9,7 @@ from __future__ import annotations
 import re
 import subprocess
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 
 from mlflowkit.errors import CommandError, CommandTimeout, ComposeMissing, EngineNotRunning
@@ -23,7 +23,6 @@ def run(
     timeout: float,
     env: Mapping[str, str] | None = None,
     capture: bool = True,
-    input: str | None = None,
 ) -> subprocess.CompletedProcess[str]:
     """Run ``argv``; raise CommandError on a non-zero exit, CommandTimeout when it outlives ``timeout``.
 
@@ -36,7 +35,6 @@ def run(
             text=True,
             timeout=timeout,
             env=dict(env) if env is not None else None,
-            input=input,
             check=False,
         )
     except subprocess.TimeoutExpired as exc:
@@ -92,7 +90,6 @@ class Compose:
     profiles: tuple[str, ...] = ()
     env: Mapping[str, str] | None = None  # process environment for the CLI (None: inherit)
     timeout: float = 120
-    extra: tuple[str, ...] = field(default_factory=tuple)
 
     @property
     def base_argv(self) -> list[str]:
@@ -105,13 +102,14 @@ class Compose:
             argv += ["--profile", profile]
         return argv
 
-    def _run(self, *args: str, timeout: float | None = None, capture: bool = True) -> str:
+    def call(self, *args: str, timeout: float | None = None, capture: bool = True) -> str:
+        """``docker compose <base options> <args>``; its stdout (nothing when ``capture=False`` streams it)."""
         proc = run([*self.base_argv, *args], timeout=timeout or self.timeout, env=self.env, capture=capture)
         return proc.stdout or ""
 
     def build(self, services: Sequence[str] = (), *, timeout: float) -> None:
         """Build, streaming Compose's progress to the terminal."""
-        self._run("build", *services, timeout=timeout, capture=False)
+        self.call("build", *services, timeout=timeout, capture=False)
 
     def up(
         self, services: Sequence[str] = (), *, timeout: float, recreate: bool = False, no_deps: bool = False,
@@ -122,19 +120,16 @@ class Compose:
             args.append("--force-recreate")
         if no_deps:
             args.append("--no-deps")
-        self._run(*args, *services, timeout=timeout + 30, capture=not progress)
+        self.call(*args, *services, timeout=timeout + 30, capture=not progress)
 
     def down(self, *, volumes: bool = False, timeout: float | None = None) -> None:
-        self._run("down", "--remove-orphans", *(("--volumes",) if volumes else ()), timeout=timeout)
+        self.call("down", "--remove-orphans", *(("--volumes",) if volumes else ()), timeout=timeout)
 
     def logs(self, services: Sequence[str] = (), *, tail: int | None = None) -> str:
         args = ["logs", "--no-color", "--timestamps"]
         if tail is not None:
             args += ["--tail", str(tail)]
-        return self._run(*args, *services)
+        return self.call(*args, *services)
 
     def exec(self, service: str, command: Sequence[str], *, timeout: float | None = None) -> str:
-        return self._run("exec", "-T", service, *command, timeout=timeout)
-
-    def config(self) -> str:
-        return self._run("config")
+        return self.call("exec", "-T", service, *command, timeout=timeout)

@@ -22,7 +22,7 @@ def compose(settings: Settings) -> Compose:
 
 def names(settings: Settings) -> list[str]:
     """The image tags the stacks run (as the images compose file resolves them)."""
-    out = compose(settings)._run("config", "--images")
+    out = compose(settings).call("config", "--images")
     return [line.strip() for line in out.splitlines() if line.strip()]
 
 

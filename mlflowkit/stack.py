@@ -109,8 +109,9 @@ class Stack:
             self.compose(with_serve=True).up([self.topology.serve_service], timeout=self.settings.up_timeout,
                                              recreate=True, no_deps=True, progress=False)
         except CommandError as exc:
-            raise KitError(f"the serving service did not become healthy: {exc.message}",
-                           details=self.logs([self.topology.serve_service], tail=60)) from None
+            logs = self.logs([self.topology.serve_service], tail=60)
+            self.stop_serving()  # nothing half-started left behind
+            raise KitError(f"the serving service did not become healthy: {exc.message}", details=logs) from None
         served = ServedModel(f"http://127.0.0.1:{port}", timeout=self.settings.client_timeout)
         served.wait(timeout=60)
         return served
@@ -122,7 +123,7 @@ class Stack:
                  "try:\n    s3.head_object(Bucket=sys.argv[1], Key=sys.argv[2])\n"
                  "except botocore.exceptions.ClientError:\n    sys.exit(3)\n")
         try:
-            self.compose()._run("run", "--rm", "--no-deps", "--entrypoint", "python", "create-bucket",
+            self.compose().call("run", "--rm", "--no-deps", "--entrypoint", "python", "create-bucket",
                                 "-c", probe, bucket, key)
         except CommandError as exc:
             if exc.returncode == 3:
@@ -141,7 +142,7 @@ class Stack:
 
     def stop_serving(self) -> None:
         compose = self.compose(with_serve=True)
-        compose._run("rm", "--stop", "--force", self.topology.serve_service)
+        compose.call("rm", "--stop", "--force", self.topology.serve_service)
 
     # --- inspection ------------------------------------------------------------------------------------
 

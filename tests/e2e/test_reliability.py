@@ -174,7 +174,7 @@ def test_rerunning_the_migration_and_restarting_the_server_keeps_the_data(stack)
     with client.run("upgrade") as logged:
         logged.log_params({"kept": "yes"})
     client.set_alias(*_registered(client))
-    stack.compose()._run("up", "--detach", "--wait", "--force-recreate", "--no-deps", "migrate", "mlflow",
+    stack.compose().call("up", "--detach", "--wait", "--force-recreate", "--no-deps", "migrate", "mlflow",
                          timeout=240)
     assert client.get_run(logged.run_id).data.params == {"kept": "yes"}
     assert client.version_by_alias("upgrade-model", "kept") == "1"

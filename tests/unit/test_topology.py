@@ -116,3 +116,11 @@ def test_settings_point_at_this_checkout():
 def test_committed_files_hold_no_generated_env():
     gitignore = (ROOT / ".gitignore").read_text()
     assert "stacks/*/.env" in gitignore
+
+
+@pytest.mark.parametrize("name", NAMES)
+def test_start_here_maps_every_scenario_to_its_stack(name):
+    text = (ROOT / "docs" / "tutorials" / "00-start-here.md").read_text()
+    assert f"Scenario {TOPOLOGIES[name].scenario}:" in text
+    assert f"`make stack-{name}`" in text
+    assert f"(../../stacks/{name}/README.md)" in text

@@ -71,7 +71,3 @@ class CommandError(KitError):
 class CommandTimeout(CommandError):
     def __init__(self, argv: Sequence[str], timeout: float, stdout: str, stderr: str) -> None:
         super().__init__(argv, -1, stdout, stderr + f"\ntimed out after {timeout:.0f} s")
-
-
-class ValidationFailed(KitError):
-    pass

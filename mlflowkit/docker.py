@@ -8,9 +8,12 @@ from __future__ import annotations
 
 import re
 import subprocess
-from collections.abc import Mapping, Sequence
+import threading
+from collections.abc import Iterator, Mapping, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
+from typing import IO
 
 from mlflowkit.errors import CommandError, CommandTimeout, ComposeMissing, EngineNotRunning
 
@@ -44,6 +47,32 @@ def run(
     if proc.returncode != 0:
         raise CommandError(argv, proc.returncode, proc.stdout or "", proc.stderr or "")
     return proc
+
+
+@contextmanager
+def stream(argv: Sequence[str], *, timeout: float) -> Iterator[IO[bytes]]:
+    """Run ``argv`` and yield its stdout as a binary stream (e.g. ``docker save``); killed after ``timeout``.
+
+    Raises CommandTimeout / CommandError (with stderr) once the caller is done reading.
+    """
+    proc = subprocess.Popen(list(argv), stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    timed_out = threading.Event()
+    timer = threading.Timer(timeout, lambda: (timed_out.set(), proc.kill()))
+    timer.start()
+    try:
+        assert proc.stdout is not None
+        yield proc.stdout
+        proc.stdout.read()  # drain what the caller did not need, so the process can exit
+    except BaseException:
+        proc.kill()
+        raise
+    finally:
+        timer.cancel()
+        stderr = proc.communicate()[1].decode(errors="replace")
+    if timed_out.is_set():
+        raise CommandTimeout(argv, timeout, "", stderr)
+    if proc.returncode != 0:
+        raise CommandError(argv, proc.returncode, "", stderr)
 
 
 def _text(value: str | bytes | None) -> str:

@@ -1,12 +1,17 @@
-"""Build the kit's images (stacks/images/compose.yaml) from the configured base image."""
+"""Build the kit's images (stacks/images/compose.yaml) from the configured base image; scan them for secrets."""
 
 from __future__ import annotations
 
+import io
 import os
-from collections.abc import Callable
+import re
+import tarfile
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass
 from pathlib import Path
+from typing import IO
 
-from mlflowkit.docker import Compose, check_engine, image_exists, run
+from mlflowkit.docker import Compose, check_engine, image_exists, run, stream
 from mlflowkit.errors import CommandError, KitError
 from mlflowkit.settings import Settings
 
@@ -63,3 +68,67 @@ def ensure(settings: Settings, log: Callable[[str], None]) -> None:
         log(f"build: missing {', '.join(absent)}")
         build(settings, log)
 
+
+
+# --- secrets scan -------------------------------------------------------------------------------------
+
+_PRIVATE_KEY = re.compile(rb"\A\s*-----BEGIN [A-Z ]*PRIVATE KEY-----")
+_CREDENTIAL_FILES = re.compile(r"(^|/)(\.env|\.pgpass|\.netrc|\.aws/credentials|\.docker/config\.json)$|"
+                               r"(^|/)run/secrets/.")
+
+
+@dataclass(frozen=True)
+class Finding:
+    image: str
+    path: str
+    reason: str
+
+    def __str__(self) -> str:
+        return f"{self.image}: /{self.path.lstrip('./')}: {self.reason}"
+
+
+def scan(image: str, needles: Iterable[bytes] = (), *, timeout: float = 600) -> list[Finding]:
+    """Read every file of every layer of ``image`` (``docker save``), byte for byte, and report the ones that
+    are a private key, sit where credentials are kept, or contain one of ``needles`` (secret values).
+
+    Layers are scanned as built, so a secret added by one layer and deleted by a later one is still found.
+    """
+    needles = [needle for needle in needles if len(needle) >= 8]
+    findings: list[Finding] = []
+    with stream(["docker", "save", image], timeout=timeout) as saved, tarfile.open(fileobj=saved, mode="r|") as out:
+        for member in out:
+            layer = out.extractfile(member) if member.isfile() else None
+            head = layer.read(512) if layer else b""
+            if head[257:262] != b"ustar":  # manifests, configs: not a layer
+                continue
+            with tarfile.open(fileobj=_Prepend(head, layer), mode="r|") as files:
+                for item in files:
+                    if not item.isfile():
+                        continue
+                    data = files.extractfile(item).read()  # type: ignore[union-attr]
+                    if _PRIVATE_KEY.match(data):
+                        findings.append(Finding(image, item.name, "a private key"))
+                    if _CREDENTIAL_FILES.search(item.name):
+                        findings.append(Finding(image, item.name, "a credentials file"))
+                    findings += [Finding(image, item.name, "contains a generated secret of this kit")
+                                 for needle in needles if needle in data]
+    return findings
+
+
+class _Prepend(io.RawIOBase):
+    """``head`` followed by the rest of ``stream``: lets tarfile read a layer whose first block was peeked."""
+
+    def __init__(self, head: bytes, rest: IO[bytes]) -> None:
+        self._head, self._rest = head, rest
+
+    def readable(self) -> bool:
+        return True
+
+    def readinto(self, buffer) -> int:  # type: ignore[override]
+        if self._head:
+            count = min(len(buffer), len(self._head))
+            buffer[:count], self._head = self._head[:count], self._head[count:]
+            return count
+        data = self._rest.read(len(buffer))
+        buffer[: len(data)] = data
+        return len(data)

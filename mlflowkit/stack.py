@@ -70,7 +70,7 @@ class Stack:
         """Build missing images, write .env, ``up --wait``; on failure show logs and remove what started."""
         if auth and not self.topology.supports_auth:
             raise KitError(f"--auth is not available for {self.topology.name}.",
-                           hint="it needs a tracking server; artifacts-only is not covered yet.")
+                           hint="it protects MLflow servers; file and sqlite have none (their data is a local file).")
         check_engine()
         images.ensure(self.settings, self.log)
         values = envfile.ensure(self.env_file, self.topology, self.settings.bind_address,

@@ -77,9 +77,9 @@ class Topology:
 
     @property
     def supports_auth(self) -> bool:
-        """`mlflowkit up --auth`: MLflow's basic-auth app on the tracking server. Not where there is no server,
-        and not yet for artifacts-only (its artifacts server would stay open)."""
-        return self.has_tracking_server and self.artifact_mode is not ArtifactMode.ARTIFACTS_SERVER
+        """`mlflowkit up --auth`: MLflow's basic-auth app on every MLflow server of the stack (the tracking
+        server, and the artifacts server of artifacts-only). Not where there is no server."""
+        return self.has_tracking_server
 
     @property
     def client_needs_s3_credentials(self) -> bool:

@@ -239,7 +239,13 @@ def step_anonymous_refused(s: _State) -> str:
                          auth=(s.client.connection.username or "admin", "wrong-password"), timeout=timeout).status_code
     _expect(anonymous == 401, f"an anonymous experiments/create answered {anonymous}, not 401")
     _expect(wrong == 401, f"a wrong password answered {wrong}, not 401")
-    return f"anonymous write: 401; wrong password: 401; validated as {s.client.connection.username}"
+    detail = f"anonymous write: 401; wrong password: 401; validated as {s.client.connection.username}"
+    if s.stack.topology.artifact_mode is ArtifactMode.ARTIFACTS_SERVER:  # the artifacts server is locked too
+        url = f"http://127.0.0.1:{s.stack.env()['ARTIFACTS_PORT']}/api/2.0/mlflow-artifacts/artifacts/anonymous.txt"
+        upload = requests.put(url, data=b"x", timeout=timeout).status_code
+        _expect(upload == 401, f"an anonymous upload to the artifacts server answered {upload}, not 401")
+        detail += "; anonymous artifact upload: 401"
+    return detail
 
 
 def _get_json(url: str, timeout: float) -> dict:

@@ -131,8 +131,46 @@ def test_built_images_hold_no_secret_and_run_as_non_root(e2e_settings):
         assert leftovers.strip() == "", f"{image} keeps build-time files: {leftovers}"
 
 
-def test_auth_refuses_anonymous_writes_and_validates_authenticated(make_stack):
-    stack = make_stack(TOPOLOGIES["proxied"])
+def _secret_values(settings) -> list[bytes]:
+    """Every secret value in the .env files of this run and of this checkout, plus a freshly generated set."""
+    from mlflowkit import envfile
+
+    files = [*Path(settings.env_dir).glob("*.env"), *(Path(settings.root) / "stacks").glob("*/.env")]
+    values = [v for f in files for k, v in envfile.parse(f.read_text()).items()]
+    fresh = {**envfile.defaults(TOPOLOGIES["proxied"]), **envfile.auth_values()}
+    secret = ("PASSWORD", "SECRET", "ACCESS_KEY")
+    values += [v for k, v in fresh.items() if any(word in k for word in secret)]
+    return [value.encode() for value in values if len(value) >= 12]
+
+
+def test_image_layers_hold_no_private_key_credentials_file_or_generated_secret(e2e_settings, tmp_path):
+    """Byte-level: every file of every layer (docker save). First proven on a probe image that hides a key and
+    a secret in a layer a later layer deletes; then the kit's images must come out clean."""
+    from mlflowkit import images
+    from mlflowkit.docker import run
+
+    needle = b"probe-secret-0123456789"
+    (tmp_path / "Dockerfile").write_text(
+        f"FROM {e2e_settings.base_image}\n"
+        f"RUN printf -- '-----BEGIN PRIVATE KEY-----\\nMIIE\\n' > /root/key.pem && echo {needle.decode()} > /tmp/s\n"
+        "RUN rm /root/key.pem /tmp/s\n")
+    probe = "mlflowkit-e2e/scan-probe:latest"
+    run(["docker", "build", "-q", "-t", probe, str(tmp_path)], timeout=180)
+    try:
+        found = {(f.path.lstrip("./"), f.reason) for f in images.scan(probe, [needle])}
+    finally:
+        run(["docker", "image", "rm", "-f", probe], timeout=60)
+    assert ("root/key.pem", "a private key") in found and ("tmp/s", "contains a generated secret of this kit") in found
+
+    needles = _secret_values(e2e_settings)
+    assert len(needles) >= 4
+    findings = [finding for image in images.names(e2e_settings) for finding in images.scan(image, needles)]
+    assert findings == [], "\n".join(map(str, findings))
+
+
+@pytest.mark.parametrize("name", ["proxied", "artifacts-only"])
+def test_auth_refuses_anonymous_writes_and_validates_authenticated(name, make_stack):
+    stack = make_stack(TOPOLOGIES[name])
     stack.up(auth=True)
     report = validate_isolated(stack)
     assert_passed(report, stack)

@@ -93,7 +93,7 @@ def test_container_rows_become_service_states():
     assert (failed.state, failed.exit_code, failed.health) == ("exited", 2, "")
 
 
-@pytest.mark.parametrize("name", ["file", "sqlite", "artifacts-only"])
+@pytest.mark.parametrize("name", ["file", "sqlite"])
 def test_auth_where_it_is_not_available_is_refused_before_anything_starts(name, tmp_path):
     from mlflowkit.errors import KitError
 

@@ -82,13 +82,18 @@ def marked_fences(path: Path) -> int:
 # One Python interpreter per session: reads {"code", "name", "env"} lines on stdin, runs each in one
 # namespace with that environment, answers {"ok", "output"} on the result pipe.
 _WORKER = r"""
-import contextlib, io, json, os, sys, traceback
+import contextlib, faulthandler, io, json, os, sys, traceback
+faulthandler.enable()  # a crash leaves its stack in the session log
 results = os.fdopen(int(sys.argv[1]), "w")
 namespace = {"__name__": "__main__"}
 for line in sys.stdin:
     request = json.loads(line)
-    os.environ.clear()
-    os.environ.update(request["env"])
+    # Only what changed: setenv/unsetenv while MLflow's threads read the environment can crash the process.
+    for key in [k for k in os.environ if k not in request["env"]]:
+        del os.environ[key]
+    for key, value in request["env"].items():
+        if os.environ.get(key) != value:
+            os.environ[key] = value
     buffer = io.StringIO()
     ok = True
     with contextlib.redirect_stdout(buffer), contextlib.redirect_stderr(buffer):
@@ -122,6 +127,7 @@ class _Session:
     def __init__(self, name: str, cwd: Path, log: Path) -> None:
         self.name = name
         read_fd, write_fd = os.pipe()
+        self.log = log
         self._log = open(log, "a")  # noqa: SIM115 - closed in close()
         self.proc = subprocess.Popen([sys.executable, "-c", _WORKER, str(write_fd)], stdin=subprocess.PIPE,
                                      stdout=self._log, stderr=subprocess.STDOUT, cwd=cwd, text=True,
@@ -143,7 +149,9 @@ class _Session:
             if ready:
                 chunk = os.read(self._results, 65536)
                 if not chunk:
-                    raise RuntimeError(f"{name}: the python session {self.name!r} died (exit {self.proc.wait()})")
+                    code = self.proc.wait()
+                    raise RuntimeError(f"{name}: the python session {self.name!r} died (exit {code}); its log:\n"
+                                       + self.log.read_text()[-4000:])
                 self._pending += chunk
         line, self._pending = self._pending.split(b"\n", 1)
         answer = json.loads(line)

@@ -62,6 +62,9 @@ def test_tutorial_runs(name, e2e_settings, tmp_path, capsys):
         assert not Stack(topology, settings).states(), "the tutorial must end by taking its stack down"
     finally:
         runner.close()
+        (tmp_path / "transcript.txt").write_text("".join(  # what each block printed, for a failed run
+            f"=== {o.block.source} [{o.session or 'bash'}] ok={o.ok} {o.seconds:.1f} s\n{o.output}\n"
+            for o in runner.outcomes))
         stack = Stack(topology, settings)
         if stack.states() or stack.volumes():
             stack.down(volumes=True)

@@ -22,6 +22,8 @@ out = Console()
 if not out.is_terminal:  # CI logs and pipes: wide enough for the validation matrix
     out = Console(width=160)
 err = Console(stderr=True, highlight=False)
+if not err.is_terminal:
+    err = Console(stderr=True, highlight=False, width=160)
 
 TopologyArg = Annotated[str, typer.Argument(help=f"one of: {', '.join(topology.TOPOLOGIES)}", show_default=False)]
 
@@ -122,6 +124,34 @@ def validate_(
     failed = [r.topology for r in reports if not r.ok]
     if failed:
         raise KitError(f"validation failed for: {', '.join(failed)}")
+
+
+@app.command()
+@guarded
+def bench(
+    names: Annotated[list[str] | None, typer.Argument(help="topologies (default: --all)", show_default=False)] = None,
+    all_: Annotated[bool, typer.Option("--all", help="every topology, one at a time")] = False,
+    quick: Annotated[bool, typer.Option(help="tiny sizes: checks the bench runs (about a minute a topology)")] = False,
+    out_dir: Annotated[str | None, typer.Option("--out", help="default: benchmarks/results/<UTC time>")] = None,
+) -> None:
+    """Measure topologies side by side: boot, tracking, artifacts, serving, footprint, server settings.
+
+    Runs its own stacks (project prefix mlflowkit-bench, free 127.0.0.1 ports, deleted afterwards); never yours.
+    """
+    from datetime import datetime, timezone
+    from pathlib import Path
+
+    from mlflowkit.bench.run import FULL, QUICK, run_bench
+
+    if all_ and names:
+        raise KitError("give topologies or --all, not both.")
+    chosen = [topology.get(name).name for name in names] if names else list(topology.TOPOLOGIES)
+    settings = Settings()
+    stamp = datetime.now(timezone.utc).strftime("%Y%m%dT%H%M%SZ") + ("-quick" if quick else "")
+    target = Path(out_dir) if out_dir else Path(settings.root) / "benchmarks" / "results" / stamp
+    path, table = run_bench(chosen, QUICK if quick else FULL, settings, target, _log)
+    out.print(table, markup=False, highlight=False)
+    out.print(f"\nresults: {path} (table.md and the plots beside it)", markup=False, highlight=False)
 
 
 @app.command()

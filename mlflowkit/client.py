@@ -134,13 +134,15 @@ class Connection:
             try:
                 yield self
             finally:
+                # URIs first: MLflow's setters also write MLFLOW_*_URI into os.environ, which the environment
+                # restore below then undoes (else MLflow's default sqlite URIs leak into child processes).
+                mlflow.set_tracking_uri(saved_uris[0])
+                mlflow.set_registry_uri(saved_uris[1])
                 for key, value in saved_env.items():
                     if value is None:
                         os.environ.pop(key, None)
                     else:
                         os.environ[key] = value
-                mlflow.set_tracking_uri(saved_uris[0])
-                mlflow.set_registry_uri(saved_uris[1])
 
 
 @contextmanager

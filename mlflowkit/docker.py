@@ -26,6 +26,7 @@ def run(
     timeout: float,
     env: Mapping[str, str] | None = None,
     capture: bool = True,
+    input: str | None = None,
 ) -> subprocess.CompletedProcess[str]:
     """Run ``argv``; raise CommandError on a non-zero exit, CommandTimeout when it outlives ``timeout``.
 
@@ -38,6 +39,7 @@ def run(
             text=True,
             timeout=timeout,
             env=dict(env) if env is not None else None,
+            input=input,
             check=False,
         )
     except subprocess.TimeoutExpired as exc:
@@ -131,9 +133,10 @@ class Compose:
             argv += ["--profile", profile]
         return argv
 
-    def call(self, *args: str, timeout: float | None = None, capture: bool = True) -> str:
+    def call(self, *args: str, timeout: float | None = None, capture: bool = True, input: str | None = None) -> str:
         """``docker compose <base options> <args>``; its stdout (nothing when ``capture=False`` streams it)."""
-        proc = run([*self.base_argv, *args], timeout=timeout or self.timeout, env=self.env, capture=capture)
+        proc = run([*self.base_argv, *args], timeout=timeout or self.timeout, env=self.env, capture=capture,
+                   input=input)
         return proc.stdout or ""
 
     def build(self, services: Sequence[str] = (), *, timeout: float) -> None:
@@ -160,5 +163,6 @@ class Compose:
             args += ["--tail", str(tail)]
         return self.call(*args, *services)
 
-    def exec(self, service: str, command: Sequence[str], *, timeout: float | None = None) -> str:
-        return self.call("exec", "-T", service, *command, timeout=timeout)
+    def exec(self, service: str, command: Sequence[str], *, timeout: float | None = None,
+             input: str | None = None) -> str:
+        return self.call("exec", "-T", service, *command, timeout=timeout, input=input)

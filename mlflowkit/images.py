@@ -25,9 +25,9 @@ def compose(settings: Settings) -> Compose:
                    timeout=settings.build_timeout)
 
 
-def names(settings: Settings) -> list[str]:
-    """The image tags the stacks run (as the images compose file resolves them)."""
-    out = compose(settings).call("config", "--images")
+def names(settings: Settings, *services: str) -> list[str]:
+    """The image tags the stacks run (as the images compose file resolves them); of ``services`` if given."""
+    out = compose(settings).call("config", "--images", *services)
     return [line.strip() for line in out.splitlines() if line.strip()]
 
 

@@ -60,15 +60,17 @@ class ServedModel:
 
 @contextmanager
 def serve_local(model_uri: str, connection: Connection, *, port: int | None = None,
-                timeout: float = 120) -> Iterator[ServedModel]:
+                timeout: float = 120, workers: int = 1) -> Iterator[ServedModel]:
     """Run ``mlflow models serve`` as a local process on 127.0.0.1:``port`` (default: a free one); always
     stopped on exit, its process group included."""
     port = port or _free_port()
-    env = {**os.environ, **connection.environ()}
+    from mlflowkit.client import _MANAGED
+
+    env = {k: v for k, v in os.environ.items() if k not in _MANAGED} | connection.environ()
     bin_dir = os.path.dirname(sys.executable)
     env["PATH"] = bin_dir + os.pathsep + env.get("PATH", "")  # it execs uvicorn from PATH
     argv = [sys.executable, "-m", "mlflow", "models", "serve", "-m", model_uri, "--env-manager", "local",
-            "--host", "127.0.0.1", "--port", str(port), "--workers", "1"]
+            "--host", "127.0.0.1", "--port", str(port), "--workers", str(workers)]
     served = ServedModel(f"http://127.0.0.1:{port}")
     # Output to a file, not a pipe: a chatty server never blocks on it. Its own process group, so the
     # scoring server's workers go down with it.

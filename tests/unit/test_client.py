@@ -219,3 +219,15 @@ def test_s3_clients_are_not_shared_between_connections_with_other_keys(monkeypat
         with conn.activate():
             keys.append(_get_s3_client()._request_signer._credentials.access_key)
     assert keys == ["KEY_A", "KEY_B", "KEY_A"]
+
+
+def test_activate_leaves_the_process_environment_as_it_found_it(tmp_path, monkeypatch):
+    """MLflow's URI setters write os.environ; a child process started after the block must not inherit them."""
+    from mlflowkit.client import _MANAGED
+
+    for key in _MANAGED:
+        monkeypatch.delenv(key, raising=False)
+    before = dict(os.environ)
+    with Connection(f"sqlite:///{tmp_path}/a.db").activate():
+        assert os.environ["MLFLOW_TRACKING_URI"].endswith("a.db")
+    assert dict(os.environ) == before

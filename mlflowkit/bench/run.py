@@ -1,0 +1,488 @@
+"""`mlflowkit bench`: every selected topology, one at a time, under its own compose project and free ports.
+
+Per topology: boot from fresh volumes (with its phases), idle memory, tracking throughput (once per backend),
+artifact transfers (S3 topologies), the per-request floor (server topologies); then serving and the
+defaults-vs-kit server settings once. Each figure carries the limit it is compared to, measured in the same run.
+Load generators are separate processes (:mod:`mlflowkit.bench.load`); traffic goes only to 127.0.0.1.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import platform
+import re
+import shutil
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Callable
+from dataclasses import asdict, dataclass, replace
+from datetime import datetime, timezone
+from pathlib import Path
+
+from mlflowkit import images
+from mlflowkit.bench import load
+from mlflowkit.bench.report import Figure
+from mlflowkit.docker import check_engine, run
+from mlflowkit.errors import KitError
+from mlflowkit.settings import Settings
+from mlflowkit.stack import Stack
+from mlflowkit.topology import TOPOLOGIES, ArtifactMode, Backend
+
+LOAD_SCRIPT = Path(load.__file__)
+MIB = 1 << 20
+
+
+@dataclass(frozen=True)
+class Sizes:
+    """How much each measurement does; every loop is bounded by these counts and durations."""
+
+    duration: float = 5.0  # seconds per tracking / serving cell
+    batches: tuple[int, ...] = (10, 500)
+    concurrency: tuple[int, ...] = (1, 8)
+    large_bytes: int = 100 * MIB
+    large_count: int = 2
+    small_count: int = 50  # 4 KiB log_artifact calls
+    floor_count: int = 300
+    serve_workers: tuple[int, ...] = (1, 2)
+    tuning_workers: tuple[int, ...] = (4, 2)  # MLflow's default, then the kit's
+
+
+FULL = Sizes()
+QUICK = Sizes(duration=1.0, batches=(10,), concurrency=(1, 2), large_bytes=MIB, large_count=1, small_count=3,
+              floor_count=20, serve_workers=(1,), tuning_workers=())
+KIT_WORKERS = 2  # `--workers ${MLFLOW_WORKERS:-2}` in the stacks' compose files
+
+
+class Bench:
+    def __init__(self, names: list[str], sizes: Sizes, settings: Settings, log: Callable[[str], None]) -> None:
+        self.topologies = [TOPOLOGIES[name] for name in names]
+        self.sizes = sizes
+        self.log = log
+        self.scratch = Path(tempfile.mkdtemp(prefix="mlflowkit-bench-"))
+        self.settings = replace(settings, project_prefix="mlflowkit-bench", env_dir=str(self.scratch))
+        self.figures: list[Figure] = []
+        self._backends_done: set[Backend] = set()
+        self._hello_p50: float | None = None
+        self._served = False
+
+    # --- the run --------------------------------------------------------------------------------------
+
+    def run(self) -> list[Figure]:
+        check_engine()
+        images.ensure(self.settings, self.log)
+        try:
+            self.footprint_images()
+            container_start = self.container_start()
+            for topology in self.topologies:
+                stack = Stack(topology, self.settings, log=self.log)
+                try:
+                    self.boot(stack, container_start)
+                    self.idle_memory(stack)
+                    if topology.backend not in self._backends_done:
+                        self.tracking(stack)
+                        self._backends_done.add(topology.backend)
+                    if topology.has_tracking_server:
+                        self.floor(stack)
+                    if topology.uses_s3:
+                        self.artifacts(stack)
+                    if not self._served and topology.has_tracking_server:
+                        self.serving(stack)
+                        self._served = True
+                    if topology.name == "postgres-s3" and self.sizes.tuning_workers:
+                        self.tuning(stack)
+                finally:
+                    if stack.states() or stack.volumes():
+                        stack.down(volumes=True)
+        finally:
+            self._stop_hello()
+            shutil.rmtree(self.scratch, ignore_errors=True)
+        return self.figures
+
+    def add(self, section: str, topology: str, case: str, value: float | None, unit: str, **kw) -> None:
+        figure = Figure(section, topology, case, None if value is None else round(value, 4), unit, **kw)
+        self.figures.append(figure)
+        ratio = f"  ({figure.ratio:.2f}× {figure.limit_name})" if figure.ratio is not None else ""
+        shown = f"{figure.value:,.3f} {unit}" if figure.value is not None else f"n/a ({figure.note})"
+        self.log(f"bench: {section:9} {topology:14} {case:32} {shown}{ratio}")
+
+    # --- 1. boot --------------------------------------------------------------------------------------
+
+    def container_start(self) -> float:
+        """The limit for boot: start and finish one bare container of the MLflow image."""
+        image = images.names(self.settings, "mlflow")[0]
+        started = time.monotonic()
+        run(["docker", "run", "--rm", "--entrypoint", "true", image], timeout=120)
+        return time.monotonic() - started
+
+    def boot(self, stack: Stack, container_start: float) -> None:
+        name = stack.topology.name
+        _seed_env(stack)
+        if stack.states() or stack.volumes():
+            stack.down(volumes=True)
+        began = datetime.now(timezone.utc)
+        started = time.monotonic()
+        stack.up()
+        total = time.monotonic() - started
+        self.add("boot", name, "up --wait, total", total, "s", limit=container_start,
+                 limit_name="one bare container")
+        for phase, seconds in _phases(stack, began).items():
+            self.add("boot", name, phase, seconds, "s")
+
+    # --- 2. tracking ----------------------------------------------------------------------------------
+
+    def tracking(self, stack: Stack) -> None:
+        name, conn = stack.topology.name, stack.connection()
+        experiment = _experiment(conn, "bench-tracking")
+        for batch in self.sizes.batches:
+            for procs in self.sizes.concurrency:
+                case = f"batch {batch}, {procs} client{'s' if procs > 1 else ''}"
+                measured = self._load("tracking", conn.tracking_uri, experiment, env=conn.environ(),
+                                      batch=batch, procs=procs, duration=self.sizes.duration)
+                limit = self._store_limit(stack, experiment, batch, procs)
+                self.add("tracking", name, case, measured["rows"] / measured["seconds"], "rows/s",
+                         limit=limit, limit_name="same writes in-process, no HTTP" if limit else "",
+                         note="" if limit else "the client is the store",
+                         extra={"p50_ms": measured["latencies"]["p50_ms"], "errors": measured["errors"]})
+
+    def _store_limit(self, stack: Stack, experiment: str, batch: int, procs: int) -> float | None:
+        """The same log_batch calls through MLflow's store in-process: on the host for a file store, inside
+        the server's container for PostgreSQL (not published); none for client-only topologies."""
+        topology = stack.topology
+        if not topology.has_tracking_server:
+            return None
+        args = dict(batch=batch, procs=procs, duration=self.sizes.duration)
+        if topology.backend is Backend.FILE:
+            uri = f"file://{stack.env()['MLFLOW_DATA_DIR']}/mlruns"
+            result = self._load("tracking", uri, experiment, env={"MLFLOW_ALLOW_FILE_STORE": "true"}, **args)
+        else:
+            result = self._load_in(stack, "mlflow", "tracking", "env:MLFLOW_BACKEND_STORE_URI", experiment, **args)
+        return result["rows"] / result["seconds"]
+
+    def floor(self, stack: Stack) -> None:
+        """p50 of MLflow's /health vs a bare ASGI hello-world served by uvicorn from the same image."""
+        if self._hello_p50 is None:
+            self._hello_p50 = self._load("http", self._start_hello(), count=self.sizes.floor_count)[
+                "latencies"]["p50_ms"]
+        result = self._load("http", f"{stack.ui_url()}/health", count=self.sizes.floor_count)
+        self.add("floor", stack.topology.name, "GET /health p50", result["latencies"]["p50_ms"], "ms",
+                 limit=self._hello_p50, limit_name="bare ASGI hello-world")
+
+    # --- 3. artifacts ---------------------------------------------------------------------------------
+
+    def artifacts(self, stack: Stack) -> None:
+        topology, conn = stack.topology, stack.connection()
+        experiment = _experiment(conn, "bench-artifacts")
+        env, sizes = conn.environ(), self.sizes
+        large = self._load("artifacts", experiment, env=env, size=sizes.large_bytes, count=sizes.large_count)
+        limit = self._s3_limit(stack, sizes.large_bytes, sizes.large_count)
+        label = _size_label(sizes.large_bytes)
+        for direction in ("upload", "download"):
+            self.add("artifacts", topology.name, f"{label} {direction}", _mbps(large, direction), "MB/s",
+                     limit=_mbps(limit, direction), limit_name="boto3 straight to S3",
+                     extra={"errors": large["errors"]})
+        small = self._load("artifacts", experiment, env=env, size=4096, count=sizes.small_count)
+        for quantile in ("p50", "p99"):
+            self.add("artifacts", topology.name, f"4 KiB log_artifact {quantile}",
+                     small["upload"][f"{quantile}_ms"], "ms", extra={"errors": small["errors"]})
+        if topology.name == "proxied":
+            self.add("artifacts", topology.name, f"{label} upload, multipart on", None, "MB/s",
+                     note="not offered: the proxy's S3 is not reachable by clients, so no presigned parts")
+
+    def _s3_limit(self, stack: Stack, size: int, count: int) -> dict:
+        """boto3 upload_file/download_file to the stack's S3: from the host where clients reach S3 themselves,
+        else from inside the container that proxies it (the proxy's own upstream leg)."""
+        values = stack.env()
+        bucket = values.get("S3_BUCKET", "mlflow")
+        if stack.topology.client_needs_s3_credentials:
+            conn = stack.connection()
+            return self._load("s3", conn.s3_endpoint_url, bucket, env=conn.environ(), size=size, count=count)
+        service = "artifacts" if stack.topology.artifact_mode is ArtifactMode.ARTIFACTS_SERVER else "mlflow"
+        return self._load_in(stack, service, "s3", "env:MLFLOW_S3_ENDPOINT_URL", bucket, size=size, count=count)
+
+    # --- 4. serving -----------------------------------------------------------------------------------
+
+    def serving(self, stack: Stack) -> None:
+        from mlflowkit.serving import serve_local
+
+        conn = stack.connection()
+        uri, row, predict_s = _register_model(conn)
+        body = json.dumps({"dataframe_split": row})
+        for workers in self.sizes.serve_workers:
+            with serve_local(uri, conn, workers=workers, timeout=self.settings.up_timeout) as served:
+                url = f"{served.url}/invocations"
+                single = self._load("invoke", url, body=body, procs=1, duration=self.sizes.duration)
+                for quantile in ("p50", "p99"):
+                    self.add("serving", "any", f"1 row, 1 client, {workers} worker(s), {quantile}",
+                             single["latencies"][f"{quantile}_ms"], "ms", limit=predict_s * 1000,
+                             limit_name="in-process predict p50", extra={"errors": single["errors"]})
+                procs = max(self.sizes.concurrency)
+                saturated = self._load("invoke", url, body=body, procs=procs, duration=self.sizes.duration)
+                self.add("serving", "any", f"{procs} clients, {workers} worker(s)",
+                         (saturated["calls"] - saturated["errors"]) / saturated["seconds"], "req/s",
+                         limit=1 / predict_s, limit_name="in-process predicts/s, 1 core",
+                         extra={"errors": saturated["errors"]})
+
+    # --- 5. footprint ---------------------------------------------------------------------------------
+
+    def footprint_images(self) -> None:
+        for image in images.names(self.settings):
+            size = int(run(["docker", "image", "inspect", "--format", "{{.Size}}", image], timeout=30).stdout)
+            self.add("footprint", "image", image, size / 1e6, "MB")
+
+    def idle_memory(self, stack: Stack, case: str = "idle memory, all containers") -> float:
+        time.sleep(3)  # let start-up work settle
+        used = _memory_mb(stack.project)
+        self.add("footprint", stack.topology.name, case, used, "MB", limit=_machine_memory_mb(),
+                 limit_name="machine memory")
+        return used
+
+    # --- 6. defaults vs tuned -------------------------------------------------------------------------
+
+    def tuning(self, stack: Stack) -> None:
+        """The tracking benchmark with MLflow's default worker count and with the kit's, side by side."""
+        conn = stack.connection()
+        experiment = _experiment(conn, "bench-tuning")
+        try:
+            for workers in self.sizes.tuning_workers:
+                _set_env(stack, MLFLOW_WORKERS=str(workers))
+                stack.up()  # recreates the server with the new command
+                label = f"{workers} workers" + (" (MLflow default)" if workers == 4 else "") + (
+                    " (kit)" if workers == KIT_WORKERS else "")
+                for procs in (1, max(self.sizes.concurrency)):
+                    result = self._load("tracking", conn.tracking_uri, experiment, env=conn.environ(), batch=10,
+                                        procs=procs, duration=self.sizes.duration)
+                    self.add("tuning", "postgres-s3", f"{label}, batch 10, {procs} clients",
+                             result["rows"] / result["seconds"], "rows/s",
+                             extra={"p50_ms": result["latencies"]["p50_ms"], "errors": result["errors"]})
+                self.add("tuning", "postgres-s3", f"{label}, server memory",
+                         _memory_mb(stack.project, service="mlflow"), "MB")
+        finally:
+            _set_env(stack, MLFLOW_WORKERS=str(KIT_WORKERS))
+
+    # --- load generators ------------------------------------------------------------------------------
+
+    def _load(self, kind: str, *target: str, env: dict | None = None, **options) -> dict:
+        argv = [sys.executable, "-m", "mlflowkit.bench.load", kind, *target, *_options(options)]
+        timeout = options.get("duration", 0) + 300
+        try:
+            proc = subprocess.run(argv, capture_output=True, text=True, timeout=timeout, cwd=self.scratch,
+                                  env={**os.environ, **(env or {})}, check=False)
+        except subprocess.TimeoutExpired:
+            raise KitError(f"bench: {kind} load generator outlived {timeout:.0f} s") from None
+        return _result(kind, proc.returncode, proc.stdout, proc.stderr)
+
+    def _load_in(self, stack: Stack, service: str, kind: str, *target: str, **options) -> dict:
+        """The load generator inside ``service``'s container (this file's script on stdin)."""
+        timeout = options.get("duration", 0) + 300
+        command = ["python", "-", kind, *target, *_options(options)]
+        out = stack.compose().exec(service, command, timeout=timeout, input=LOAD_SCRIPT.read_text())
+        return _result(kind, 0, out, "")
+
+    def _start_hello(self) -> str:
+        port = _free_port()
+        image = images.names(self.settings, "mlflow")[0]
+        code = ("import uvicorn\n"
+                "async def app(scope, receive, send):\n"
+                "    if scope['type'] != 'http': return\n"
+                "    await send({'type': 'http.response.start', 'status': 200, 'headers': []})\n"
+                "    await send({'type': 'http.response.body', 'body': b'OK'})\n"
+                "uvicorn.run(app, host='0.0.0.0', port=8000, log_level='warning')\n")
+        run(["docker", "run", "--detach", "--rm", "--name", "mlflowkit-bench-hello", "--label", "mlflowkit-bench=1",
+             "--publish", f"127.0.0.1:{port}:8000", image, "python", "-c", code], timeout=60)
+        url = f"http://127.0.0.1:{port}/"
+        _wait_http(url, 60)
+        return url
+
+    def _stop_hello(self) -> None:
+        if self._hello_p50 is not None:
+            run(["docker", "rm", "--force", "mlflowkit-bench-hello"], timeout=60)
+
+
+# --- helpers --------------------------------------------------------------------------------------------
+
+def _options(options: dict) -> list[str]:
+    return [item for key, value in options.items() for item in (f"--{key.replace('_', '-')}", str(value))]
+
+
+def _result(kind: str, code: int, stdout: str, stderr: str) -> dict:
+    lines = [line for line in stdout.splitlines() if line.startswith("{")]
+    if code != 0 or not lines:
+        raise KitError(f"bench: the {kind} load generator failed (exit {code})", details=stderr[-2000:])
+    result = json.loads(lines[-1])
+    if "fatal" in result:
+        raise KitError(f"bench: the {kind} load generator could not start: {result['fatal']}")
+    # Errors are figures too (reported with the figure); a run where every call failed measures nothing.
+    if result.get("errors") and result["errors"] >= result.get("calls", 0):
+        raise KitError(f"bench: every {kind} call failed: {result.get('first_error')}")
+    return result
+
+
+def _mbps(result: dict, direction: str) -> float | None:
+    timing = result[direction]
+    if not timing["count"] or not timing["total_s"]:
+        return None
+    return result["size"] * timing["count"] / timing["total_s"] / 1e6
+
+
+def _size_label(size: int) -> str:
+    return f"{size // MIB} MiB" if size >= MIB else f"{size // 1024} KiB"
+
+
+def _experiment(conn, name: str) -> str:
+    from mlflow.tracking import MlflowClient
+
+    with conn.activate():
+        client = MlflowClient()
+        found = client.get_experiment_by_name(name)
+        kwargs = {"artifact_location": f"{conn.artifact_location}/{name}"} if conn.artifact_location else {}
+        return found.experiment_id if found else client.create_experiment(name, **kwargs)
+
+
+def _register_model(conn) -> tuple[str, dict, float]:
+    """A small iris classifier, registered with the alias ``bench``: its URI, one row (split orient) and the
+    in-process p50 of predicting that row."""
+    import mlflow
+    import pandas as pd
+    from sklearn.datasets import load_iris
+    from sklearn.linear_model import LogisticRegression
+
+    data = load_iris(as_frame=True)
+    model = LogisticRegression(max_iter=300).fit(data.data, data.target)
+    row = data.data.head(1)
+    with conn.activate():
+        experiment = _experiment(conn, "bench-serving")
+        with mlflow.start_run(experiment_id=experiment):
+            info = mlflow.sklearn.log_model(model, name="model", input_example=row,
+                                            registered_model_name="bench-iris")
+        mlflow.MlflowClient().set_registered_model_alias("bench-iris", "bench", info.registered_model_version)
+        loaded = mlflow.pyfunc.load_model("models:/bench-iris@bench")
+    timings = []
+    for _ in range(200):
+        started = time.perf_counter()
+        loaded.predict(pd.DataFrame(row))
+        timings.append(time.perf_counter() - started)
+    return "models:/bench-iris@bench", row.to_dict(orient="split"), sorted(timings)[len(timings) // 2]
+
+
+def _seed_env(stack: Stack) -> None:
+    """Free ports in a fresh .env (the bench never uses a user's ports or stacks)."""
+    lines = [f"{port.variable}={_free_port()}" for port in stack.topology.ports]
+    stack.env_file.write_text("\n".join(lines) + "\n")
+    stack.env_file.chmod(0o600)
+
+
+def _set_env(stack: Stack, **values: str) -> None:
+    text = stack.env_file.read_text()
+    for key, value in values.items():
+        text, count = re.subn(rf"^{key}=.*$", f"{key}={value}", text, flags=re.M)
+        if not count:
+            text += f"{key}={value}\n"
+    stack.env_file.write_text(text)
+
+
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def _wait_http(url: str, timeout: float) -> None:
+    import requests
+
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        try:
+            if requests.get(url, timeout=2).status_code == 200:
+                return
+        except requests.RequestException:
+            pass
+        time.sleep(0.3)
+    raise KitError(f"bench: {url} did not answer within {timeout:.0f} s")
+
+
+def _docker_time(text: str) -> datetime | None:
+    if not text or text.startswith("0001-"):
+        return None
+    text = re.sub(r"(\.\d{6})\d+", r"\1", text).replace("Z", "+00:00")
+    return datetime.fromisoformat(text)
+
+
+def _phases(stack: Stack, began: datetime) -> dict[str, float]:
+    """Seconds from the start of `up` to each service's first passing healthcheck (one-shots: to their exit),
+    from `docker inspect` (the engine keeps the last five health results, so a phase is at most a few
+    healthcheck intervals late when a service was healthy long before the last one)."""
+    ids = run(["docker", "ps", "--all", "--quiet", "--filter", f"label=com.docker.compose.project={stack.project}"],
+              timeout=30).stdout.split()
+    phases: dict[str, float] = {}
+    names = {"postgres": "database ready", "s3": "S3 ready", "create-bucket": "bucket created",
+             "migrate": "migrations done", "mlflow": "server serving", "artifacts": "artifacts server serving"}
+    for info in json.loads(run(["docker", "inspect", *ids], timeout=30).stdout) if ids else []:
+        service = info["Config"]["Labels"].get("com.docker.compose.service", "")
+        state = info["State"]
+        if service not in names:
+            continue
+        if "Health" in state:
+            passing = [_docker_time(entry["End"]) for entry in state["Health"]["Log"] if entry["ExitCode"] == 0]
+            when = min((t for t in passing if t), default=None)
+        else:
+            when = _docker_time(state.get("FinishedAt", ""))
+        if when is not None:
+            phases[names[service]] = (when - began).total_seconds()
+    return dict(sorted(phases.items(), key=lambda item: item[1]))
+
+
+def _memory_mb(project: str, service: str | None = None) -> float:
+    out = run(["docker", "stats", "--no-stream", "--format", "{{.Name}}\t{{.MemUsage}}"], timeout=60).stdout
+    total = 0.0
+    for line in out.splitlines():
+        name, _, usage = line.partition("\t")
+        if not name.startswith(f"{project}-") or (service and not name.startswith(f"{project}-{service}-")):
+            continue
+        total += _bytes(usage.split("/")[0].strip()) / 1e6
+    return total
+
+
+_UNITS = {"B": 1, "KiB": 1 << 10, "MiB": 1 << 20, "GiB": 1 << 30, "kB": 1e3, "MB": 1e6, "GB": 1e9}
+
+
+def _bytes(text: str) -> float:
+    match = re.match(r"([\d.]+)\s*([A-Za-z]+)", text)
+    if not match:
+        return 0.0
+    return float(match.group(1)) * _UNITS.get(match.group(2), 1)
+
+
+def _machine_memory_mb() -> float:
+    return os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES") / 1e6
+
+
+def machine_facts() -> dict:
+    import mlflow
+
+    engine = run(["docker", "version", "--format", "{{.Server.Version}}"], timeout=30).stdout.strip()
+    return {"cores": os.cpu_count(), "memory_mb": round(_machine_memory_mb()), "platform": platform.platform(),
+            "python": platform.python_version(), "mlflow": mlflow.__version__, "docker": engine}
+
+
+def run_bench(names: list[str], sizes: Sizes, settings: Settings, out_dir: Path,
+              log: Callable[[str], None]) -> tuple[Path, str]:
+    """Run, then write result.json, table.md and the plots to ``out_dir``; the JSON path and the table."""
+    from mlflowkit.bench import report
+
+    out_dir.mkdir(parents=True, exist_ok=True)
+    started = time.monotonic()
+    meta = {"started": datetime.now(timezone.utc).isoformat(timespec="seconds"), "topologies": names,
+            "sizes": asdict(sizes), "machine": machine_facts()}
+    figures = Bench(names, sizes, settings, log).run()
+    meta["seconds"] = round(time.monotonic() - started, 1)
+    path = out_dir / "result.json"
+    report.write_json(path, meta, figures)
+    text = report.table(figures)
+    (out_dir / "table.md").write_text(text + "\n")
+    report.plot(figures, out_dir)
+    return path, text
+

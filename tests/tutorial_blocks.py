@@ -54,7 +54,7 @@ def runnable_blocks(path: Path) -> list[Block]:
     blocks = []
     for match in _FENCE.finditer(text):
         line = text.count("\n", 0, match.start()) + 2
-        source = f"{path.relative_to(ROOT)}:{line}"
+        source = f"{path.relative_to(ROOT) if path.is_relative_to(ROOT) else path}:{line}"
         options: dict[str, list[str]] = {}
         for key, *values in _OPTION.findall(match["options"]):
             options.setdefault(key, []).append(next(v for v in values if v))

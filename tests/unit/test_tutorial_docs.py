@@ -49,3 +49,53 @@ def test_relative_links_of_the_tutorials_resolve():
             if "://" in target or target.startswith("mailto:"):
                 continue
             assert (path.parent / target).exists(), f"{path.relative_to(ROOT)} links to missing {target}"
+
+
+def test_runner_keeps_exports_and_sessions_checks_promises_and_stops_background_processes(tmp_path):
+    import os
+
+    from tests.tutorial_blocks import Block, TutorialRunner, check
+
+    doc = tmp_path / "doc.md"
+    doc.write_text("""<!-- run expect="hello" -->
+```bash
+export GREETING=hello
+echo $GREETING
+sleep 300 &
+echo $! > sleeper.pid
+```
+<!-- run session=a expect="hello 1" -->
+```python
+import os
+n = 1
+print(os.environ["GREETING"], n)
+```
+<!-- run session=a fails="ZeroDivisionError" -->
+```python
+n / 0
+```
+<!-- run fails="[exit 3]" -->
+```bash
+exit 3
+```
+""")
+    blocks = runnable_blocks(doc)
+    runner = TutorialRunner({"PATH": os.environ["PATH"], "HOME": str(tmp_path)}, tmp_path)
+    try:
+        outcomes = [o for block in blocks for o in runner.run(block)]
+    finally:
+        runner.close()
+    assert [check(o) for o in outcomes] == [None] * 4, [(check(o), o.output) for o in outcomes]
+    pid = int((tmp_path / "sleeper.pid").read_text())
+    assert not os.path.exists(f"/proc/{pid}") or "zombie" in _status(pid), "a block's background job must be stopped"
+    wrong = Block("x", "bash", "echo nope\n", expect=("yes",))
+    runner = TutorialRunner({"PATH": os.environ["PATH"]}, tmp_path)
+    assert "lacks ['yes']" in check(runner.run(wrong)[0])
+
+
+def _status(pid: int) -> str:
+    try:
+        with open(f"/proc/{pid}/status") as handle:
+            return handle.read().lower()
+    except FileNotFoundError:
+        return "zombie"

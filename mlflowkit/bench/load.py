@@ -5,7 +5,7 @@ on the host (``python -m mlflowkit.bench.load …``) and, for the in-process sto
 container (``python - …`` with this file on stdin). ``--procs N`` forks N workers that start together.
 
     tracking  URI EXPERIMENT_ID --batch B --duration S   log_batch of B metric rows per call, as fast as it can
-    http      URL --count N                              sequential GETs (a per-request floor)
+    http      URL --count N [--fresh 1]                  sequential GETs (a per-request floor)
     invoke    URL --body JSON --duration S               POST /invocations as fast as it can
     s3        ENDPOINT BUCKET --size BYTES --count N     boto3 upload_file/download_file (the artifacts limit)
     artifacts EXPERIMENT_ID --size BYTES --count N       mlflow log_artifact/download_artifacts via MLFLOW_* env
@@ -81,7 +81,7 @@ def http(args: argparse.Namespace, index: int) -> dict:
     for _ in range(args.count):
         started = time.monotonic()
         try:
-            response = session.get(args.target, timeout=10)
+            response = (requests if args.fresh else session).get(args.target, timeout=10)
             response.raise_for_status()
             latencies.append(time.monotonic() - started)
         except requests.RequestException as exc:
@@ -245,6 +245,7 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--size", type=int, default=4096)
     p.add_argument("--bucket", default="mlflow")
     p.add_argument("--body", default="{}")
+    p.add_argument("--fresh", type=int, default=0, help="http: 1 opens a new connection per request")
     p.add_argument("--start-at", type=float, default=0.0, help="epoch seconds at which every worker starts")
     p.add_argument("--timeout", type=float, default=600.0, help="the whole run, start-up included")
     return p

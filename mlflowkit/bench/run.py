@@ -48,13 +48,20 @@ class Sizes:
     small_count: int = 50  # 4 KiB log_artifact calls
     floor_count: int = 300
     serve_workers: tuple[int, ...] = (1, 2)
-    tuning_workers: tuple[int, ...] = (4, 2)  # MLflow's default, then the kit's
+    tuning: bool = True  # MLflow's default server settings vs the kit's
 
 
 FULL = Sizes()
 QUICK = Sizes(duration=1.0, batches=(10,), concurrency=(1, 2), large_bytes=MIB, large_count=1, small_count=3,
-              floor_count=20, serve_workers=(1,), tuning_workers=())
-KIT_WORKERS = 2  # `--workers ${MLFLOW_WORKERS:-2}` in the stacks' compose files
+              floor_count=20, serve_workers=(1,), tuning=False)
+
+# The server settings compared by the tuning section, as .env values (None: the compose file's default).
+# MLflow's default is 4 uvicorn workers; the kit's compose files run 2 (MLFLOW_WORKERS).
+TUNING = {
+    "4 workers (MLflow default)": {"MLFLOW_WORKERS": "4"},
+    "2 workers (kit)": {"MLFLOW_WORKERS": None},
+    "1 worker": {"MLFLOW_WORKERS": "1"},
+}
 
 
 class Bench:
@@ -66,7 +73,7 @@ class Bench:
         self.settings = replace(settings, project_prefix="mlflowkit-bench", env_dir=str(self.scratch))
         self.figures: list[Figure] = []
         self._backends_done: set[Backend] = set()
-        self._hello_p50: float | None = None
+        self._hello_p50: dict[int, float] | None = None
         self._served = False
 
     # --- the run --------------------------------------------------------------------------------------
@@ -92,7 +99,7 @@ class Bench:
                     if not self._served and topology.has_tracking_server:
                         self.serving(stack)
                         self._served = True
-                    if topology.name == "postgres-s3" and self.sizes.tuning_workers:
+                    if topology.name == "postgres-s3" and self.sizes.tuning:
                         self.tuning(stack)
                 finally:
                     if stack.states() or stack.volumes():
@@ -163,13 +170,17 @@ class Bench:
         return result["rows"] / result["seconds"]
 
     def floor(self, stack: Stack) -> None:
-        """p50 of MLflow's /health vs a bare ASGI hello-world served by uvicorn from the same image."""
+        """p50 of MLflow's /health vs a bare ASGI hello-world served by uvicorn from the same image, on a
+        kept-alive connection (as MLflow's client does) and on a new connection per request."""
+        count = self.sizes.floor_count
         if self._hello_p50 is None:
-            self._hello_p50 = self._load("http", self._start_hello(), count=self.sizes.floor_count)[
-                "latencies"]["p50_ms"]
-        result = self._load("http", f"{stack.ui_url()}/health", count=self.sizes.floor_count)
-        self.add("floor", stack.topology.name, "GET /health p50", result["latencies"]["p50_ms"], "ms",
-                 limit=self._hello_p50, limit_name="bare ASGI hello-world")
+            url = self._start_hello()
+            self._hello_p50 = {fresh: self._load("http", url, count=count, fresh=fresh)["latencies"]["p50_ms"]
+                               for fresh in (0, 1)}
+        for fresh, label in ((0, "kept-alive connection"), (1, "new connection each")):
+            result = self._load("http", f"{stack.ui_url()}/health", count=count, fresh=fresh)
+            self.add("floor", stack.topology.name, f"GET /health p50, {label}", result["latencies"]["p50_ms"],
+                     "ms", limit=self._hello_p50[fresh], limit_name="bare ASGI hello-world")
 
     # --- 3. artifacts ---------------------------------------------------------------------------------
 
@@ -243,15 +254,13 @@ class Bench:
     # --- 6. defaults vs tuned -------------------------------------------------------------------------
 
     def tuning(self, stack: Stack) -> None:
-        """The tracking benchmark with MLflow's default worker count and with the kit's, side by side."""
+        """The tracking benchmark with MLflow's default server settings and with the kit's, side by side."""
         conn = stack.connection()
         experiment = _experiment(conn, "bench-tuning")
         try:
-            for workers in self.sizes.tuning_workers:
-                _set_env(stack, MLFLOW_WORKERS=str(workers))
+            for label, values in TUNING.items():
+                _set_env(stack, **values)
                 stack.up()  # recreates the server with the new command
-                label = f"{workers} workers" + (" (MLflow default)" if workers == 4 else "") + (
-                    " (kit)" if workers == KIT_WORKERS else "")
                 for procs in (1, max(self.sizes.concurrency)):
                     result = self._load("tracking", conn.tracking_uri, experiment, env=conn.environ(), batch=10,
                                         procs=procs, duration=self.sizes.duration)
@@ -261,7 +270,7 @@ class Bench:
                 self.add("tuning", "postgres-s3", f"{label}, server memory",
                          _memory_mb(stack.project, service="mlflow"), "MB")
         finally:
-            _set_env(stack, MLFLOW_WORKERS=str(KIT_WORKERS))
+            _set_env(stack, MLFLOW_WORKERS=None)
 
     # --- load generators ------------------------------------------------------------------------------
 
@@ -375,11 +384,12 @@ def _seed_env(stack: Stack) -> None:
     stack.env_file.chmod(0o600)
 
 
-def _set_env(stack: Stack, **values: str) -> None:
+def _set_env(stack: Stack, **values: str | None) -> None:
+    """Set (or, for None, remove) keys of the stack's .env."""
     text = stack.env_file.read_text()
     for key, value in values.items():
-        text, count = re.subn(rf"^{key}=.*$", f"{key}={value}", text, flags=re.M)
-        if not count:
+        text = re.sub(rf"^{key}=.*\n?", "", text, flags=re.M)
+        if value is not None:
             text += f"{key}={value}\n"
     stack.env_file.write_text(text)
 

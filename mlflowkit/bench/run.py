@@ -44,7 +44,7 @@ class Sizes:
     batches: tuple[int, ...] = (10, 500)
     concurrency: tuple[int, ...] = (1, 8)
     large_bytes: int = 100 * MIB
-    large_count: int = 2
+    large_count: int = 1
     small_count: int = 50  # 4 KiB log_artifact calls
     floor_count: int = 300
     serve_workers: tuple[int, ...] = (1, 2)
@@ -56,11 +56,12 @@ QUICK = Sizes(duration=1.0, batches=(10,), concurrency=(1, 2), large_bytes=MIB, 
               floor_count=20, serve_workers=(1,), tuning=False)
 
 # The server settings compared by the tuning section, as .env values (None: the compose file's default).
-# MLflow's default is 4 uvicorn workers; the kit's compose files run 2 (MLFLOW_WORKERS).
+# MLflow's default is 4 uvicorn workers; the kit's compose files run 1 (MLFLOW_WORKERS): uvicorn's multi-worker
+# mode leaves Nagle on, so every kept-alive request waits ~40 ms (Kludex/uvicorn#3149; docs/performance.md).
 TUNING = {
     "4 workers (MLflow default)": {"MLFLOW_WORKERS": "4"},
-    "2 workers (kit)": {"MLFLOW_WORKERS": None},
-    "1 worker": {"MLFLOW_WORKERS": "1"},
+    "2 workers": {"MLFLOW_WORKERS": "2"},
+    "1 worker (kit)": {"MLFLOW_WORKERS": None},
 }
 
 

@@ -101,3 +101,16 @@ def test_auth_where_it_is_not_available_is_refused_before_anything_starts(name, 
     with pytest.raises(KitError, match=f"--auth is not available for {name}"):
         stack.up(auth=True)
     assert not (tmp_path / "stacks" / name / ".env").exists()
+
+
+def test_bench_refuses_bad_input_before_starting_anything():
+    from typer.testing import CliRunner
+
+    from mlflowkit.cli import app
+
+    unknown = CliRunner().invoke(app, ["bench", "nope"])
+    assert unknown.exit_code == 2 and "unknown topology 'nope'" in unknown.output
+    huge = CliRunner().invoke(app, ["bench", "file", "--large-mib", "999999999"])
+    assert huge.exit_code == 1 and "--large-mib 999999999 needs about" in huge.output
+    both = CliRunner().invoke(app, ["bench", "file", "--all"])
+    assert both.exit_code == 1 and "give topologies or --all, not both" in both.output

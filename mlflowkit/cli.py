@@ -202,8 +202,10 @@ def logs(name: TopologyArg, services: Annotated[list[str] | None, typer.Argument
 @guarded
 def env(name: TopologyArg) -> None:
     """Print the exports a client needs for this stack, secrets included: eval "$(mlflowkit env NAME)"."""
-    for key, value in _stack(name).connection().environ().items():
+    stack = _stack(name)
+    for key, value in stack.connection().environ().items():
         print(f"export {key}={shlex.quote(value)}")
+    print(f"# MLflow UI: {stack.ui_url()}")
 
 
 def _print_reports(reports: list[Report]) -> None:

@@ -24,8 +24,12 @@ _FAST_FAILURE = {
     "MLFLOW_HTTP_REQUEST_BACKOFF_FACTOR": "1",
     "AWS_MAX_ATTEMPTS": "3",
 }
+# Where a client-only SQLite stack keeps artifacts (MLflow has no variable for it; `mlflowkit env sqlite` prints
+# this one, and Connection.from_env reads it, so new experiments land beside the database, not in ./mlruns).
+ARTIFACT_LOCATION_VARIABLE = "MLFLOWKIT_ARTIFACT_LOCATION"
 # Every variable activate() may set; all of them are saved and restored.
 _MANAGED = (
+    ARTIFACT_LOCATION_VARIABLE,
     "MLFLOW_TRACKING_URI",
     "MLFLOW_REGISTRY_URI",
     "MLFLOW_S3_ENDPOINT_URL",
@@ -55,6 +59,17 @@ def _forget_s3_clients_on_switch(identity: tuple[str | None, str | None]) -> Non
         if cache is not None and hasattr(cache, "cache_clear"):
             cache.cache_clear()
         _last_s3_identity[0] = identity
+
+
+def _set_environ(values: Mapping[str, str | None]) -> None:
+    """Set (None: remove) only the variables whose value changes: every write to the process environment is
+    a setenv() that other threads' getenv() may race with, so activate() makes as few as it can."""
+    for key, value in values.items():
+        if value is None:
+            if key in os.environ:
+                del os.environ[key]
+        elif os.environ.get(key) != value:
+            os.environ[key] = value
 
 
 @dataclass(frozen=True)
@@ -90,6 +105,7 @@ class Connection:
             aws_secret_access_key=env.get("AWS_SECRET_ACCESS_KEY") or None,
             username=env.get("MLFLOW_TRACKING_USERNAME") or None,
             password=env.get("MLFLOW_TRACKING_PASSWORD") or None,
+            artifact_location=env.get(ARTIFACT_LOCATION_VARIABLE) or None,
         )
 
     @classmethod
@@ -112,6 +128,8 @@ class Connection:
             "MLFLOW_TRACKING_PASSWORD": self.password,
         }
         values.update({k: v for k, v in optional.items() if v})
+        if self.artifact_location:
+            values[ARTIFACT_LOCATION_VARIABLE] = self.artifact_location
         if self.tracking_uri.startswith("file:") or "://" not in self.tracking_uri:
             values["MLFLOW_ALLOW_FILE_STORE"] = "true"  # MLflow >= 3.13 refuses file stores without it
         return values
@@ -124,10 +142,8 @@ class Connection:
         with _LOCK:
             saved_env = {key: os.environ.get(key) for key in _MANAGED}
             saved_uris = (mlflow.get_tracking_uri(), mlflow.get_registry_uri())
-            for key in _MANAGED:
-                os.environ.pop(key, None)
-            os.environ.update({**_FAST_FAILURE, "MLFLOW_HTTP_REQUEST_TIMEOUT": str(int(self.timeout))})
-            os.environ.update(self.environ())
+            _set_environ({key: None for key in _MANAGED} | _FAST_FAILURE
+                         | {"MLFLOW_HTTP_REQUEST_TIMEOUT": str(int(self.timeout))} | self.environ())
             _forget_s3_clients_on_switch((self.s3_endpoint_url, self.aws_access_key_id))
             mlflow.set_tracking_uri(self.tracking_uri)
             mlflow.set_registry_uri(self.registry_uri or self.tracking_uri)
@@ -138,11 +154,7 @@ class Connection:
                 # restore below then undoes (else MLflow's default sqlite URIs leak into child processes).
                 mlflow.set_tracking_uri(saved_uris[0])
                 mlflow.set_registry_uri(saved_uris[1])
-                for key, value in saved_env.items():
-                    if value is None:
-                        os.environ.pop(key, None)
-                    else:
-                        os.environ[key] = value
+                _set_environ(saved_env)
 
 
 @contextmanager

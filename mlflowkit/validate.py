@@ -95,6 +95,7 @@ def step_history(s: _State) -> str:
 
 def step_log(s: _State) -> str:
     import mlflow.sklearn
+    import sklearn
     from mlflow.models import infer_signature
 
     model, s.frame, s.expected = _train()
@@ -107,8 +108,9 @@ def step_log(s: _State) -> str:
             report = Path(tmp) / "validation.json"
             report.write_text(json.dumps({"topology": s.stack.topology.name, "expected": s.expected}))
             run.log_artifact(str(report), "reports")
+        # Requirements given, not inferred: inference costs ~5 s and lists every ML package installed (torch).
         info = run.log_model(mlflow.sklearn, model, "model", signature=infer_signature(s.frame, model.predict(s.frame)),
-                             input_example=s.frame.head(3))
+                             input_example=s.frame.head(3), pip_requirements=[f"scikit-learn=={sklearn.__version__}"])
         s.model_id = info.model_id
     return f"run {s.run_id}, model {s.model_id}"
 

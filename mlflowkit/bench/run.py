@@ -366,8 +366,8 @@ def _register_model(conn) -> tuple[str, dict, float]:
     with conn.activate():
         experiment = _experiment(conn, "bench-serving")
         with mlflow.start_run(experiment_id=experiment):
-            info = mlflow.sklearn.log_model(model, name="model", input_example=row,
-                                            registered_model_name="bench-iris")
+            info = mlflow.sklearn.log_model(model, name="model", input_example=row, registered_model_name="bench-iris",
+                                            pip_requirements=["scikit-learn"])
         mlflow.MlflowClient().set_registered_model_alias("bench-iris", "bench", info.registered_model_version)
         loaded = mlflow.pyfunc.load_model("models:/bench-iris@bench")
     timings = []

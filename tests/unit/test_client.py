@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import os
 from pathlib import Path
 
@@ -231,3 +232,10 @@ def test_activate_leaves_the_process_environment_as_it_found_it(tmp_path, monkey
     with Connection(f"sqlite:///{tmp_path}/a.db").activate():
         assert os.environ["MLFLOW_TRACKING_URI"].endswith("a.db")
     assert dict(os.environ) == before
+
+
+def test_from_env_reads_the_kits_artifact_location_and_environ_round_trips(tmp_path):
+    conn = Connection(f"sqlite:///{tmp_path}/mlruns.db", artifact_location=f"file://{tmp_path}/mlartifacts")
+    assert Connection.from_env(conn.environ()) == dataclasses.replace(conn, timeout=Connection.from_env(
+        conn.environ()).timeout)
+    assert conn.environ()["MLFLOWKIT_ARTIFACT_LOCATION"] == f"file://{tmp_path}/mlartifacts"

@@ -136,11 +136,10 @@ def _secret_values(settings) -> list[bytes]:
     from mlflowkit import envfile
 
     files = [*Path(settings.env_dir).glob("*.env"), *(Path(settings.root) / "stacks").glob("*/.env")]
-    values = [v for f in files for k, v in envfile.parse(f.read_text()).items()]
-    fresh = {**envfile.defaults(TOPOLOGIES["proxied"]), **envfile.auth_values()}
+    pairs = [item for f in files for item in envfile.parse(f.read_text()).items()]
+    pairs += [*envfile.defaults(TOPOLOGIES["proxied"]).items(), *envfile.auth_values().items()]
     secret = ("PASSWORD", "SECRET", "ACCESS_KEY")
-    values += [v for k, v in fresh.items() if any(word in k for word in secret)]
-    return [value.encode() for value in values if len(value) >= 12]
+    return [v.encode() for k, v in pairs if any(word in k for word in secret) and len(v) >= 12]
 
 
 def test_image_layers_hold_no_private_key_credentials_file_or_generated_secret(e2e_settings, tmp_path):

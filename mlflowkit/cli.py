@@ -133,18 +133,18 @@ def bench(
     all_: Annotated[bool, typer.Option("--all", help="every topology, one at a time")] = False,
     quick: Annotated[bool, typer.Option(help="tiny sizes: checks the bench runs (about a minute a topology)")] = False,
     out_dir: Annotated[str | None, typer.Option("--out", help="default: benchmarks/results/<UTC time>")] = None,
-    large_mib: Annotated[int, typer.Option(help="size of the large artifact transfer (1024: the 1 GiB case)")] = 0,
+    large_mib: Annotated[int, typer.Option(help="size of the large artifact transfer (default 100; 1 GiB runs "
+                                               "too where the disk has room)")] = 0,
 ) -> None:
     """Measure topologies side by side: boot, tracking, artifacts, serving, footprint, server settings.
 
     Runs its own stacks (project prefix mlflowkit-bench, free 127.0.0.1 ports, deleted afterwards); never yours.
     """
     import dataclasses
-    import shutil
     from datetime import datetime, timezone
     from pathlib import Path
 
-    from mlflowkit.bench.run import FULL, MIB, QUICK, run_bench
+    from mlflowkit.bench.run import FULL, MIB, QUICK, disk_free, run_bench
 
     if all_ and names:
         raise KitError("give topologies or --all, not both.")
@@ -154,7 +154,7 @@ def bench(
     target = Path(out_dir) if out_dir else Path(settings.root) / "benchmarks" / "results" / stamp
     sizes = QUICK if quick else FULL
     if large_mib:
-        free = shutil.disk_usage("/tmp").free // MIB
+        free = disk_free() // MIB
         if free < 4 * large_mib:  # the file, a download of it, and S3's copy on the same disk
             raise KitError(f"--large-mib {large_mib} needs about {4 * large_mib} MiB free in /tmp; {free} MiB are.")
         sizes = dataclasses.replace(sizes, large_bytes=large_mib * MIB)

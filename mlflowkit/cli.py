@@ -14,7 +14,7 @@ from rich.table import Table
 from mlflowkit import images, topology
 from mlflowkit.errors import KitError, UnknownTopology
 from mlflowkit.settings import Settings
-from mlflowkit.stack import Stack
+from mlflowkit.stack import Stack, label_ports
 from mlflowkit.validate import Report, validate_isolated
 
 app = typer.Typer(add_completion=False, no_args_is_help=True, help=__doc__, pretty_exceptions_enable=False)
@@ -181,12 +181,14 @@ def status(name: Annotated[str | None, typer.Argument(show_default=False)] = Non
     names = [name] if name else list(topology.TOPOLOGIES)
     table = Table("topology", "service", "state", "health", "published")
     for each in names:
-        states = _stack(each).states()
+        stack = _stack(each)
+        states = stack.states()
         if not states:
             table.add_row(each, "-", "down", "", "")
+        values = stack.env() if states and stack.env_file.exists() else {}
         for s in states:
             state = s.state if s.state != "exited" else f"exited ({s.exit_code})"
-            table.add_row(each, s.service, state, s.health, s.ports)
+            table.add_row(each, s.service, state, s.health, label_ports(s.ports, stack.topology, values))
     out.print(table)
 
 

@@ -35,6 +35,15 @@ class ServiceState:
     ports: str
 
 
+def label_ports(published: str, topology: Topology, values: dict[str, str]) -> str:
+    """``"127.0.0.1:5052, 127.0.0.1:5051"`` -> ``"127.0.0.1:5052 (ARTIFACTS_PORT), 127.0.0.1:5051 (SERVE_PORT)"``:
+    which of the stack's port variables each published address is."""
+    names = {values.get(port.variable): port.variable for port in topology.ports}
+    items = [item for item in published.split(", ") if item]
+    return ", ".join(f"{item} ({names[item.rsplit(':', 1)[1]]})" if item.rsplit(":", 1)[1] in names else item
+                     for item in items)
+
+
 class Stack:
     """One topology's compose project on this machine."""
 

@@ -114,3 +114,12 @@ def test_bench_refuses_bad_input_before_starting_anything():
     assert huge.exit_code == 1 and "--large-mib 999999999 needs about" in huge.output
     both = CliRunner().invoke(app, ["bench", "file", "--all"])
     assert both.exit_code == 1 and "give topologies or --all, not both" in both.output
+
+
+def test_status_names_each_published_port_by_its_variable():
+    from mlflowkit.stack import label_ports
+
+    values = {"MLFLOW_PORT": "5050", "SERVE_PORT": "5051", "ARTIFACTS_PORT": "5052"}
+    labelled = label_ports("127.0.0.1:5052, 127.0.0.1:5051, 0.0.0.0:9999", TOPOLOGIES["artifacts-only"], values)
+    assert labelled == "127.0.0.1:5052 (ARTIFACTS_PORT), 127.0.0.1:5051 (SERVE_PORT), 0.0.0.0:9999"
+    assert label_ports("", TOPOLOGIES["file"], {}) == ""

@@ -63,7 +63,7 @@ def serve_local(model_uri: str, connection: Connection, *, port: int | None = No
                 timeout: float = 120, workers: int = 1) -> Iterator[ServedModel]:
     """Run ``mlflow models serve`` as a local process on 127.0.0.1:``port`` (default: a free one); always
     stopped on exit, its process group included."""
-    port = port or _free_port()
+    port = port or free_port()
     from mlflowkit.client import _MANAGED
 
     env = {k: v for k, v in os.environ.items() if k not in _MANAGED} | connection.environ()
@@ -89,7 +89,8 @@ def serve_local(model_uri: str, connection: Connection, *, port: int | None = No
             _stop(proc)
 
 
-def _free_port() -> int:
+def free_port() -> int:
+    """A TCP port free on 127.0.0.1 right now."""
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
         return sock.getsockname()[1]

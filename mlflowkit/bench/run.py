@@ -13,7 +13,6 @@ import os
 import platform
 import re
 import shutil
-import socket
 import subprocess
 import sys
 import tempfile
@@ -28,6 +27,7 @@ from mlflowkit.bench import load
 from mlflowkit.bench.report import Figure
 from mlflowkit.docker import check_engine, run
 from mlflowkit.errors import KitError
+from mlflowkit.serving import free_port
 from mlflowkit.settings import Settings
 from mlflowkit.stack import Stack
 from mlflowkit.topology import TOPOLOGIES, ArtifactMode, Backend
@@ -222,7 +222,7 @@ class Bench:
         """"Multipart on": MLflow's presigned multipart upload through the proxy. The kit's proxied stack
         switches it off (clients cannot reach its S3); a bench-only override (benchmarks/compose/) makes S3
         reachable at one URL for server and client, and the client opts in as MLflow requires."""
-        _set_env(stack, BENCH_S3_PORT=str(_free_port()))
+        _set_env(stack, BENCH_S3_PORT=str(free_port()))
         override = Path(self.settings.root) / MULTIPART_OVERRIDE
         variant = replace(stack.compose(), files=(stack.compose_file, override))
         self.log("bench: proxied with presigned multipart uploads (bench-only override)")
@@ -329,7 +329,7 @@ class Bench:
         return _result(kind, 0, out, "")
 
     def _start_hello(self) -> str:
-        port = _free_port()
+        port = free_port()
         image = images.names(self.settings, "mlflow")[0]
         code = ("import uvicorn\n"
                 "async def app(scope, receive, send):\n"
@@ -390,13 +390,9 @@ def _disk_allows(size: int) -> bool:
 
 
 def _experiment(conn, name: str) -> str:
-    from mlflow.tracking import MlflowClient
+    from mlflowkit.client import Client
 
-    with conn.activate():
-        client = MlflowClient()
-        found = client.get_experiment_by_name(name)
-        kwargs = {"artifact_location": f"{conn.artifact_location}/{name}"} if conn.artifact_location else {}
-        return found.experiment_id if found else client.create_experiment(name, **kwargs)
+    return Client(conn).experiment(name)
 
 
 def _register_model(conn) -> tuple[str, dict, float]:
@@ -427,7 +423,7 @@ def _register_model(conn) -> tuple[str, dict, float]:
 
 def _seed_env(stack: Stack) -> None:
     """Free ports in a fresh .env (the bench never uses a user's ports or stacks)."""
-    lines = [f"{port.variable}={_free_port()}" for port in stack.topology.ports]
+    lines = [f"{port.variable}={free_port()}" for port in stack.topology.ports]
     stack.env_file.write_text("\n".join(lines) + "\n")
     stack.env_file.chmod(0o600)
 
@@ -440,12 +436,6 @@ def _set_env(stack: Stack, **values: str | None) -> None:
         if value is not None:
             text += f"{key}={value}\n"
     stack.env_file.write_text(text)
-
-
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
 
 
 def _wait_http(url: str, timeout: float) -> None:

@@ -7,7 +7,6 @@ developer's own stacks are never touched.
 
 from __future__ import annotations
 
-import socket
 import sys
 from collections.abc import Iterator
 
@@ -15,6 +14,7 @@ import pytest
 
 from mlflowkit import images
 from mlflowkit.docker import check_engine
+from mlflowkit.serving import free_port
 from mlflowkit.settings import Settings
 from mlflowkit.stack import Stack
 from mlflowkit.topology import Topology
@@ -22,12 +22,6 @@ from mlflowkit.topology import Topology
 
 def _log(message: str) -> None:
     print(message, file=sys.stderr, flush=True)
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
 
 
 @pytest.fixture(scope="session")

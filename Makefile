@@ -43,7 +43,7 @@ e2e: venv
 	$(VENV)/bin/pytest -m e2e
 
 lint: venv
-	$(VENV)/bin/ruff check mlflowkit tests
+	VENV=$(VENV) bash .ci/lint.sh
 
 # Re-pin every package of the mlflow image from a fresh build of its requirements.
 constraints: venv

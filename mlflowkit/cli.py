@@ -11,13 +11,13 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
-from mlflowkit import images, topology
+from mlflowkit import __version__, images, topology
 from mlflowkit.errors import KitError, UnknownTopology
 from mlflowkit.settings import Settings
 from mlflowkit.stack import Stack, label_ports
 from mlflowkit.validate import Report, validate_isolated
 
-app = typer.Typer(add_completion=False, no_args_is_help=True, help=__doc__, pretty_exceptions_enable=False)
+app = typer.Typer(no_args_is_help=True, pretty_exceptions_enable=False)
 out = Console()
 if not out.is_terminal:  # CI logs and pipes: wide enough for the validation matrix
     out = Console(width=160)
@@ -25,7 +25,15 @@ err = Console(stderr=True, highlight=False)
 if not err.is_terminal:
     err = Console(stderr=True, highlight=False, width=160)
 
-TopologyArg = Annotated[str, typer.Argument(help=f"one of: {', '.join(topology.TOPOLOGIES)}", show_default=False)]
+
+
+def _complete_topology(incomplete: str) -> list[str]:
+    """Shell completion (`mlflowkit --install-completion`): the topology names."""
+    return [name for name in topology.TOPOLOGIES if name.startswith(incomplete)]
+
+
+TopologyArg = Annotated[str, typer.Argument(help=f"one of: {', '.join(topology.TOPOLOGIES)}", show_default=False,
+                                            autocompletion=_complete_topology)]
 
 
 def _log(message: str) -> None:
@@ -58,6 +66,22 @@ def guarded(func: Callable[..., None]) -> Callable[..., None]:
             raise typer.Exit(130) from None
 
     return wrapper
+
+
+def _version(value: bool) -> None:
+    if value:
+        import mlflow
+
+        out.print(f"mlflowkit {__version__} (MLflow client {mlflow.__version__}; stacks from {Settings().stacks_dir})",
+                  markup=False, highlight=False)
+        raise typer.Exit()
+
+
+@app.callback()
+def _options(version: Annotated[bool, typer.Option("--version", callback=_version, is_eager=True,
+                                                   help="the kit's version, and where its stacks are")] = False
+             ) -> None:
+    """Self-hosted MLflow in every storage topology, each proven by serving a model through it."""
 
 
 @app.command("list")
@@ -151,7 +175,7 @@ def bench(
     chosen = [topology.get(name).name for name in names] if names else list(topology.TOPOLOGIES)
     settings = Settings()
     stamp = datetime.now(timezone.utc).strftime("%Y%m%dT%H%M%SZ") + ("-quick" if quick else "")
-    target = Path(out_dir) if out_dir else Path(settings.root) / "benchmarks" / "results" / stamp
+    target = Path(out_dir) if out_dir else settings.results_dir() / stamp
     sizes = QUICK if quick else FULL
     if large_mib:
         free = disk_free() // MIB
@@ -246,5 +270,10 @@ def _print_usage(stack: Stack) -> None:
     out.print("\n".join(lines), markup=False, highlight=False)
 
 
+def main() -> None:
+    """The console script: `mlflowkit` and `python -m mlflowkit`."""
+    app(prog_name="mlflowkit")
+
+
 if __name__ == "__main__":
-    app()
+    main()

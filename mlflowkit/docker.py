@@ -6,10 +6,12 @@ stderr) on failure. :class:`Compose` builds ``docker compose`` argv declarativel
 
 from __future__ import annotations
 
+import os
 import re
 import subprocess
 import threading
-from collections.abc import Iterator, Mapping, Sequence
+from collections import deque
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -18,6 +20,15 @@ from typing import IO
 from mlflowkit.errors import CommandError, CommandTimeout, ComposeMissing, EngineNotRunning
 
 MIN_COMPOSE = (2, 24)
+# What the Docker CLI needs of the caller's environment to find the engine and itself; nothing else of it reaches
+# a stack (Compose lets exported variables override --env-file, so an exported AWS key would win over .env).
+ENGINE_VARIABLES = ("PATH", "HOME", "USER", "LANG", "LC_ALL", "TMPDIR", "XDG_RUNTIME_DIR", "DOCKER_HOST",
+                    "DOCKER_CONFIG", "DOCKER_CONTEXT", "DOCKER_CERT_PATH", "DOCKER_TLS_VERIFY")
+
+
+def engine_environ(values: Mapping[str, str] | None = None) -> dict[str, str]:
+    """The caller's engine variables plus ``values``: the whole environment a Compose call gets."""
+    return {**{k: v for k, v in os.environ.items() if k in ENGINE_VARIABLES}, **dict(values or {})}
 
 
 def run(
@@ -49,6 +60,35 @@ def run(
     if proc.returncode != 0:
         raise CommandError(argv, proc.returncode, proc.stdout or "", proc.stderr or "")
     return proc
+
+
+def run_lines(argv: Sequence[str], *, timeout: float, on_line: Callable[[str], None],
+              env: Mapping[str, str] | None = None) -> None:
+    """Run ``argv`` with stdout and stderr merged, handing each line to ``on_line`` as it comes (builds: a
+    progress view); killed after ``timeout``. The error carries the last 60 lines."""
+    tail: deque[str] = deque(maxlen=60)
+    proc = subprocess.Popen(list(argv), stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+                            errors="replace", env=dict(env) if env is not None else None)
+    timed_out = threading.Event()
+    timer = threading.Timer(timeout, lambda: (timed_out.set(), proc.kill()))
+    timer.start()
+    try:
+        assert proc.stdout is not None
+        for line in proc.stdout:
+            tail.append(line.rstrip("\n"))
+            on_line(line.rstrip("\n"))
+        proc.wait()
+    except BaseException:
+        proc.kill()
+        proc.wait()
+        raise
+    finally:
+        timer.cancel()
+    output = "\n".join(tail)
+    if timed_out.is_set():
+        raise CommandTimeout(argv, timeout, "", output)
+    if proc.returncode != 0:
+        raise CommandError(argv, proc.returncode, "", output)
 
 
 @contextmanager
@@ -139,9 +179,10 @@ class Compose:
                    input=input)
         return proc.stdout or ""
 
-    def build(self, services: Sequence[str] = (), *, timeout: float) -> None:
-        """Build, streaming Compose's progress to the terminal."""
-        self.call("build", *services, timeout=timeout, capture=False)
+    def build(self, services: Sequence[str] = (), *, timeout: float, on_line: Callable[[str], None]) -> None:
+        """Build with BuildKit's plain progress, each output line handed to ``on_line``."""
+        argv = [*self.base_argv[:2], "--progress", "plain", *self.base_argv[2:], "build", *services]
+        run_lines(argv, timeout=timeout, on_line=on_line, env=self.env)
 
     def up(
         self, services: Sequence[str] = (), *, timeout: float, recreate: bool = False, no_deps: bool = False,

@@ -1,42 +1,70 @@
 """The stack's ``.env``: generated secrets and ports, kept private (mode 0600) and never overwritten.
 
 Values already in the file win: a user who moved a port or rotated a password keeps it. Only missing keys are
-added. A line that is not ``KEY=VALUE`` is refused with its line number.
+added. The file is read the way Compose reads an ``--env-file`` (python-dotenv's parser: ``export``, quotes,
+escapes, inline ``# comments``, ``${VAR}`` from earlier lines); a line that is not ``KEY=VALUE`` is refused with
+its line number, a port that is not a port with its variable and file.
 """
 
 from __future__ import annotations
 
+import io
 import os
 import re
 import secrets
+import tempfile
 from collections.abc import Mapping
 from datetime import datetime, timezone
 from pathlib import Path
 
+from dotenv.parser import parse_stream
+
 from mlflowkit.errors import EnvFileError
 from mlflowkit.topology import Backend, Topology
 
-_LINE = re.compile(r"^(?:export\s+)?([A-Za-z_][A-Za-z0-9_]*)=(.*)$")
+_REFERENCE = re.compile(r"\$\{(\w+)(?::?-([^}]*))?\}|\$(\w+)")
+_NEEDS_QUOTES = re.compile(r"[\s#'\"\\$]")
 
 
 def parse(text: str, source: str = ".env") -> dict[str, str]:
-    """``KEY=VALUE`` lines (comments and blanks skipped, one level of matching quotes removed)."""
+    """``KEY=VALUE`` lines as Compose reads them; unquoted and double-quoted values see earlier keys."""
     values: dict[str, str] = {}
-    for number, raw in enumerate(text.splitlines(), start=1):
-        line = raw.strip()
-        if not line or line.startswith("#"):
-            continue
-        match = _LINE.match(line)
-        if not match:
+    for binding in parse_stream(io.StringIO(text)):
+        if binding.error:
+            line = binding.original.string.strip()
             raise EnvFileError(
-                f"{source}:{number}: not a KEY=VALUE line: {line[:60]!r}.",
+                f"{source}:{binding.original.line}: not a KEY=VALUE line: {line[:60]!r}.",
                 hint="fix or delete that line (mlflowkit adds missing keys itself).",
             )
-        key, value = match.groups()
-        if len(value) >= 2 and value[0] == value[-1] and value[0] in "'\"":
-            value = value[1:-1]
-        values[key] = value
+        if binding.key is None:  # a comment or a blank line
+            continue
+        value = binding.value or ""
+        if not _single_quoted(binding.original.string):
+            value = _REFERENCE.sub(lambda m: _resolve(m, values), value)
+        values[binding.key] = value
     return values
+
+
+def _single_quoted(line: str) -> bool:
+    return line.split("=", 1)[-1].lstrip().startswith("'")
+
+
+def _resolve(match: re.Match[str], known: Mapping[str, str]) -> str:
+    name = match[1] or match[3]
+    default = match[2]
+    value = known.get(name, "")
+    return value if value or default is None else default
+
+
+def check_ports(values: Mapping[str, str], topology: Topology, source: str) -> None:
+    """Every published port of the topology is a number in 1..65535: one line naming the first that is not."""
+    for port in topology.ports:
+        raw = values.get(port.variable)
+        if raw is None:
+            continue
+        if not raw.isdigit() or not 0 < int(raw) < 65536:
+            raise EnvFileError(f"{source}: {port.variable}={raw!r} is not a TCP port.",
+                               hint=f"set {port.variable} to a number from 1 to 65535 (default {port.default}).")
 
 
 def auth_values() -> dict[str, str]:
@@ -75,27 +103,37 @@ def render(values: Mapping[str, str], topology: Topology) -> str:
         f"# {topology.name}: written by mlflowkit on {stamp}. Private (mode 0600), git-ignored: never commit.\n"
         "# Edit values freely (ports, BIND_ADDRESS); mlflowkit only adds keys that are missing.\n"
     )
-    return header + "".join(f"{key}={value}\n" for key, value in values.items())
+    return header + "".join(f"{key}={_quote(value)}\n" for key, value in values.items())
+
+
+def _quote(value: str) -> str:
+    """Single quotes (taken literally by Compose) where a value has spaces, #, quotes or $."""
+    if not _NEEDS_QUOTES.search(value):
+        return value
+    if "'" not in value:
+        return f"'{value}'"
+    return '"' + value.replace("\\", "\\\\").replace('"', '\\"').replace("$", "$$") + '"'
 
 
 def ensure(path: Path, topology: Topology, bind_address: str = "127.0.0.1",
-           data_dir: Path | None = None, auth: bool = False) -> dict[str, str]:
+           data_dir: Path | None = None, auth: bool = False, ports: Mapping[str, int] | None = None) -> dict[str, str]:
     """Create or complete ``path``; return its values. Existing values are kept, the mode forced to 0600.
 
     ``auth`` adds the basic-auth keys; a stack that has them keeps them (remove them to turn auth off).
+    ``ports`` replaces the declared default of those port variables (where the file does not set them).
     """
     existing = parse(path.read_text(), str(path)) if path.exists() else {}
-    wanted = {**defaults(topology, bind_address, data_dir), **(auth_values() if auth else {})}
+    check_ports(existing, topology, str(path))
+    wanted = {**defaults(topology, bind_address, data_dir), **{k: str(v) for k, v in (ports or {}).items()},
+              **(auth_values() if auth else {})}
     missing = {k: v for k, v in wanted.items() if k not in existing}
-    if missing or not path.exists():
-        merged = {**existing, **missing}
-        # Write the new file privately from the start; never leave a readable copy behind.
-        tmp = path.with_suffix(".tmp")
-        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-        with os.fdopen(fd, "w") as handle:
-            handle.write(render(merged, topology))
-        os.replace(tmp, path)
-        existing = merged
+    if not path.exists():
+        _write_private(path, render(missing, topology))
+    elif missing:  # appended: the user's own lines and comments stay as they wrote them
+        text = path.read_text()
+        added = "".join(f"{key}={_quote(value)}\n" for key, value in missing.items())
+        _write_private(path, text + ("" if text.endswith("\n") or not text else "\n") + added)
+    existing = {**existing, **missing}
     os.chmod(path, 0o600)
     return existing
 
@@ -107,4 +145,20 @@ def load(path: Path, topology: Topology) -> dict[str, str]:
             f"{path} does not exist: the {topology.name} stack was never brought up here.",
             hint=f"run `mlflowkit up {topology.name}`.",
         )
-    return parse(path.read_text(), str(path))
+    values = parse(path.read_text(), str(path))
+    check_ports(values, topology, str(path))
+    return values
+
+
+def _write_private(path: Path, text: str) -> None:
+    """Write ``path`` through a new temporary file that is private (0600) from its creation on: never a
+    readable copy, whatever a stale file of the same name had."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=".env-", suffix=".tmp")  # mode 0600, O_EXCL
+    try:
+        with os.fdopen(fd, "w") as handle:
+            handle.write(text)
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import re
 import socket
 import sys
 from collections.abc import Callable, Iterator
@@ -13,9 +12,9 @@ from pathlib import Path
 
 from mlflowkit import envfile, images
 from mlflowkit.client import Connection
-from mlflowkit.docker import Compose, check_engine, run
+from mlflowkit.docker import Compose, check_engine, engine_environ, run
 from mlflowkit.errors import CommandError, KitError, PortTaken
-from mlflowkit.serving import ServedModel
+from mlflowkit.serving import ServedModel, free_port
 from mlflowkit.settings import Settings
 from mlflowkit.topology import Backend, Topology
 
@@ -65,23 +64,35 @@ class Stack:
         return self.settings.env_file(self.topology.name)
 
     def compose(self, *, with_serve: bool = False) -> Compose:
+        """The stack's Compose project: its compose file, a user's override, and only the .env's values (plus
+        what the CLI needs to find the engine) as the environment — nothing else of the caller's shell."""
         profiles = (self.topology.serve_profile,) if with_serve else ()
         env_file = self.env_file if self.env_file.exists() else None
-        return Compose(files=(self.compose_file,), project=self.project, env_file=env_file,
-                       profiles=profiles, timeout=self.settings.command_timeout)
+        values = self.env() if env_file is not None else {}
+        files = (self.compose_file, *self.settings.override_files(self.topology.name))
+        return Compose(files=files, project=self.project, env_file=env_file, profiles=profiles,
+                       env=engine_environ(values), timeout=self.settings.command_timeout)
 
     def env(self) -> dict[str, str]:
         return envfile.load(self.env_file, self.topology)
 
     # --- lifecycle -------------------------------------------------------------------------------------
 
-    def up(self, *, keep: bool = False, auth: bool = False) -> None:
-        """Build missing images, write .env, ``up --wait``; on failure show logs and remove what started."""
+    def up(self, *, keep: bool = False, auth: bool = False, free_ports: bool = False) -> None:
+        """Build missing images, write .env, ``up --wait``; on failure show logs and remove what started.
+
+        ``free_ports``: a stack whose .env is new publishes on free 127.0.0.1 ports instead of the defaults
+        (tests and parallel runs); an existing .env keeps its ports.
+        """
         if auth and not self.topology.supports_auth:
             raise KitError(f"--auth is not available for {self.topology.name}.",
                            hint="it protects MLflow servers; file and sqlite have none (their data is a local file).")
         check_engine()
         images.ensure(self.settings, self.log)
+        if free_ports and not self.env_file.exists():
+            envfile.ensure(self.env_file, self.topology, self.settings.bind_address,
+                           self.settings.data_dir(self.topology.name), auth=auth,
+                           ports={port.variable: free_port() for port in self.topology.ports})
         values = envfile.ensure(self.env_file, self.topology, self.settings.bind_address,
                                 self.settings.data_dir(self.topology.name), auth=auth)
         if self.topology.uses_data_dir:
@@ -156,11 +167,17 @@ class Stack:
     # --- inspection ------------------------------------------------------------------------------------
 
     def states(self) -> list[ServiceState]:
-        """The project's containers, from the engine's labels (needs neither .env nor compose file)."""
-        out = run(["docker", "ps", "--all", "--no-trunc", "--format", "{{json .}}", "--filter",
-                   f"label=com.docker.compose.project={self.project}"], timeout=self.settings.command_timeout).stdout
-        return sorted((_state(json.loads(line)) for line in out.splitlines() if line.strip()),
-                      key=lambda state: state.service)
+        """The project's containers, from the engine (needs neither .env nor compose file)."""
+        timeout = self.settings.command_timeout
+        ids = run(["docker", "ps", "--all", "--quiet", "--no-trunc", "--filter",
+                   f"label=com.docker.compose.project={self.project}"], timeout=timeout).stdout.split()
+        if not ids:
+            return []
+        try:
+            out = run(["docker", "inspect", *ids], timeout=timeout).stdout
+        except CommandError as exc:  # a container removed meanwhile: the others are still printed
+            out = exc.stdout if exc.stdout.strip().startswith("[") else "[]"
+        return sorted((_state(item) for item in json.loads(out)), key=lambda state: state.service)
 
     def volumes(self) -> list[str]:
         out = run(["docker", "volume", "ls", "--quiet", "--filter",
@@ -236,18 +253,20 @@ class Stack:
             return exc.details or ""
 
 
-def _state(row: dict) -> ServiceState:
-    """A `docker ps --format json` row: State "running", Status "Up 5 seconds (healthy)" / "Exited (1) …"."""
-    labels = dict(item.split("=", 1) for item in row.get("Labels", "").split(",") if "=" in item)
-    status = row.get("Status", "")
-    health = re.search(r"\((healthy|unhealthy|health: starting)\)", status)
-    exit_code = re.search(r"Exited \((-?\d+)\)", status)
-    published = re.findall(r"([\d.]+:\d+)->", row.get("Ports", ""))
+def _state(container: dict) -> ServiceState:
+    """A ``docker inspect`` document: compose labels, State (Status, ExitCode, Health) and published ports."""
+    state = container.get("State") or {}
+    labels = (container.get("Config") or {}).get("Labels") or {}
+    published = []
+    for bindings in ((container.get("NetworkSettings") or {}).get("Ports") or {}).values():
+        for binding in bindings or []:
+            host = binding.get("HostIp") or "0.0.0.0"
+            published.append(f"[{host}]:{binding['HostPort']}" if ":" in host else f"{host}:{binding['HostPort']}")
     return ServiceState(
-        service=labels.get("com.docker.compose.service", row.get("Names", "")),
-        state=row.get("State", ""),
-        health=(health[1].replace("health: ", "") if health else ""),
-        exit_code=int(exit_code[1]) if exit_code else 0,
+        service=labels.get("com.docker.compose.service", container.get("Name", "").lstrip("/")),
+        state=state.get("Status", ""),
+        health=(state.get("Health") or {}).get("Status", ""),
+        exit_code=int(state.get("ExitCode") or 0),
         ports=", ".join(dict.fromkeys(published)),
     )
 

@@ -33,7 +33,7 @@ from mlflowkit.stack import Stack
 from mlflowkit.topology import TOPOLOGIES, ArtifactMode, Backend
 
 LOAD_SCRIPT = Path(load.__file__)
-MULTIPART_OVERRIDE = "benchmarks/compose/proxied-multipart.yaml"  # under the kit's root
+MULTIPART_OVERRIDE = Path(__file__).with_name("proxied-multipart.yaml")
 MIB = 1 << 20
 
 
@@ -74,7 +74,7 @@ class Bench:
         self.sizes = sizes
         self.log = log
         self.scratch = Path(tempfile.mkdtemp(prefix="mlflowkit-bench-"))
-        self.settings = replace(settings, project_prefix="mlflowkit-bench", env_dir=str(self.scratch))
+        self.settings = replace(settings, project_prefix="mlflowkit-bench", home=str(self.scratch))
         self.figures: list[Figure] = []
         self._backends_done: set[Backend] = set()
         self._hello_p50: dict[int, float] | None = None
@@ -220,11 +220,10 @@ class Bench:
 
     def proxied_multipart(self, stack: Stack) -> None:
         """"Multipart on": MLflow's presigned multipart upload through the proxy. The kit's proxied stack
-        switches it off (clients cannot reach its S3); a bench-only override (benchmarks/compose/) makes S3
+        switches it off (clients cannot reach its S3); a bench-only override (proxied-multipart.yaml) makes S3
         reachable at one URL for server and client, and the client opts in as MLflow requires."""
         _set_env(stack, BENCH_S3_PORT=str(free_port()))
-        override = Path(self.settings.root) / MULTIPART_OVERRIDE
-        variant = replace(stack.compose(), files=(stack.compose_file, override))
+        variant = replace(stack.compose(), files=(stack.compose_file, MULTIPART_OVERRIDE))
         self.log("bench: proxied with presigned multipart uploads (bench-only override)")
         variant.up(timeout=self.settings.up_timeout, progress=False)
         conn, values, sizes = stack.connection(), stack.env(), self.sizes

@@ -27,7 +27,7 @@ def _log(message: str) -> None:
 @pytest.fixture(scope="session")
 def e2e_settings(tmp_path_factory: pytest.TempPathFactory) -> Settings:
     check_engine()
-    settings = Settings(project_prefix="mlflowkit-e2e", env_dir=str(tmp_path_factory.mktemp("env")),
+    settings = Settings(project_prefix="mlflowkit-e2e", home=str(tmp_path_factory.mktemp("home")),
                         up_timeout=240)
     images.ensure(settings, _log)  # built once per run; later stacks reuse them
     return settings

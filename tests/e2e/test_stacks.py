@@ -10,6 +10,7 @@ import pytest
 
 from mlflowkit.client import Client
 from mlflowkit.errors import KitError
+from mlflowkit.settings import Settings
 from mlflowkit.topology import TOPOLOGIES
 from mlflowkit.validate import Report, steps_for, validate_isolated
 
@@ -135,7 +136,7 @@ def _secret_values(settings) -> list[bytes]:
     """Every secret value in the .env files of this run and of this checkout, plus a freshly generated set."""
     from mlflowkit import envfile
 
-    files = [*Path(settings.env_dir).glob("*.env"), *(Path(settings.root) / "stacks").glob("*/.env")]
+    files = [*Path(settings.home).glob("*/.env"), *Settings().stacks_dir.glob("*/.env")]
     pairs = [item for f in files for item in envfile.parse(f.read_text()).items()]
     pairs += [*envfile.defaults(TOPOLOGIES["proxied"]).items(), *envfile.auth_values().items()]
     secret = ("PASSWORD", "SECRET", "ACCESS_KEY")
@@ -143,23 +144,33 @@ def _secret_values(settings) -> list[bytes]:
 
 
 def test_image_layers_hold_no_private_key_credentials_file_or_generated_secret(e2e_settings, tmp_path):
-    """Byte-level: every file of every layer (docker save). First proven on a probe image that hides a key and
-    a secret in a layer a later layer deletes; then the kit's images must come out clean."""
+    """Byte-level: every file of every layer (docker save). First proven on a probe image that hides a key (after
+    a certificate, in one file) and a secret in a layer a later layer deletes — as the engine saves it and with
+    its layers recompressed as the containerd image store keeps them; then the kit's images must come out clean."""
     from mlflowkit import images
     from mlflowkit.docker import run
+    from tests.unit.test_scan import PEM_CERTIFICATE, PEM_KEY, recompressed
 
     needle = b"probe-secret-0123456789"
+    (tmp_path / "bundle.pem").write_bytes(PEM_CERTIFICATE + PEM_KEY)
     (tmp_path / "Dockerfile").write_text(
-        f"FROM {e2e_settings.base_image}\n"
-        f"RUN printf -- '-----BEGIN PRIVATE KEY-----\\nMIIE\\n' > /root/key.pem && echo {needle.decode()} > /tmp/s\n"
-        "RUN rm /root/key.pem /tmp/s\n")
+        f"FROM {images.base_image(e2e_settings)}\n"
+        f"COPY bundle.pem /root/bundle.pem\nRUN echo {needle.decode()} > /tmp/s\n"
+        "RUN rm /root/bundle.pem /tmp/s\n")
     probe = "mlflowkit-e2e/scan-probe:latest"
     run(["docker", "build", "-q", "-t", probe, str(tmp_path)], timeout=180)
     try:
         found = {(f.path.lstrip("./"), f.reason) for f in images.scan(probe, [needle])}
+        saved = tmp_path / "probe.tar"
+        run(["docker", "save", "-o", str(saved), probe], timeout=180)
     finally:
         run(["docker", "image", "rm", "-f", probe], timeout=60)
-    assert ("root/key.pem", "a private key") in found and ("tmp/s", "contains a generated secret of this kit") in found
+    expected = {("root/bundle.pem", "a private key"), ("tmp/s", "contains a generated secret of this kit")}
+    assert expected <= found
+    for compression in ("gz", "zst"):
+        with recompressed(saved, compression) as archive:
+            again = {(f.path.lstrip("./"), f.reason) for f in images.scan_archive(archive, probe, [needle])}
+        assert expected <= again, compression
 
     needles = _secret_values(e2e_settings)
     assert len(needles) >= 4

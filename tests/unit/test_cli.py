@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import socket
 
 import pytest
@@ -50,7 +51,7 @@ def test_no_engine_is_one_line_and_exit_1(tmp_path, monkeypatch):
 
 
 def test_env_of_a_stack_never_brought_up_says_to_run_up(tmp_path):
-    settings = Settings(root=tmp_path)
+    settings = Settings(home=str(tmp_path))
     (tmp_path / "stacks" / "postgres-s3").mkdir(parents=True)
     stack = Stack(TOPOLOGIES["postgres-s3"], settings)
     with pytest.raises(Exception, match="mlflowkit up postgres-s3"):
@@ -63,7 +64,7 @@ def test_taken_port_names_the_port_and_the_variable(tmp_path):
         holder.listen()
         taken = holder.getsockname()[1]
         assert not port_free("127.0.0.1", taken)
-        stack = Stack(TOPOLOGIES["postgres-s3"], Settings(root=tmp_path))
+        stack = Stack(TOPOLOGIES["postgres-s3"], Settings(home=str(tmp_path)))
         values = {"BIND_ADDRESS": "127.0.0.1", "MLFLOW_PORT": str(taken), "S3_PORT": str(_free()),
                   "SERVE_PORT": str(_free())}
         with pytest.raises(PortTaken) as info:
@@ -77,30 +78,55 @@ def _free() -> int:
         return s.getsockname()[1]
 
 
-def test_container_rows_become_service_states():
+def test_inspected_containers_become_service_states():
     from mlflowkit.stack import _state
 
-    running = _state({"Labels": "com.docker.compose.project=p,com.docker.compose.service=mlflow",
-                      "State": "running", "Status": "Up 5 seconds (healthy)",
-                      "Ports": "127.0.0.1:5000->5000/tcp, 127.0.0.1:5000->5000/tcp"})
+    ports = {"5000/tcp": [{"HostIp": "127.0.0.1", "HostPort": "5000"}, {"HostIp": "::1", "HostPort": "5000"}],
+             "8080/tcp": None}
+    running = _state({"Name": "/p-mlflow-1", "Config": {"Labels": {"com.docker.compose.service": "mlflow"}},
+                      "State": {"Status": "running", "ExitCode": 0, "Health": {"Status": "healthy"}},
+                      "NetworkSettings": {"Ports": ports}})
     assert (running.service, running.state, running.health, running.ports) == (
-        "mlflow", "running", "healthy", "127.0.0.1:5000")
-    starting = _state({"Labels": "com.docker.compose.service=serve", "State": "running",
-                       "Status": "Up 1 second (health: starting)", "Ports": ""})
+        "mlflow", "running", "healthy", "127.0.0.1:5000, [::1]:5000")
+    starting = _state({"Config": {"Labels": {"com.docker.compose.service": "serve"}},
+                       "State": {"Status": "running", "Health": {"Status": "starting"}}})
     assert starting.health == "starting"
-    failed = _state({"Labels": "com.docker.compose.service=migrate", "State": "exited",
-                     "Status": "Exited (2) 3 seconds ago", "Ports": ""})
+    failed = _state({"Config": {"Labels": {"com.docker.compose.service": "migrate"}},
+                     "State": {"Status": "exited", "ExitCode": 2}, "NetworkSettings": {"Ports": {}}})
     assert (failed.state, failed.exit_code, failed.health) == ("exited", 2, "")
+
+
+def test_compose_gets_the_env_files_values_and_nothing_else_of_the_callers_shell(tmp_path, monkeypatch):
+    stack = Stack(TOPOLOGIES["proxied"], Settings(home=str(tmp_path)))
+    stack.env_file.parent.mkdir(parents=True)
+    stack.env_file.write_text("AWS_ACCESS_KEY_ID=from-env-file\nMLFLOW_PORT=5999  # moved\n")
+    for key, value in {"AWS_ACCESS_KEY_ID": "from-shell", "AWS_SECRET_ACCESS_KEY": "shell-secret",
+                       "MLFLOW_PORT": "1", "MLFLOW_TRACKING_URI": "http://elsewhere", "S3_BUCKET": "x"}.items():
+        monkeypatch.setenv(key, value)
+    env = stack.compose().env
+    assert env["AWS_ACCESS_KEY_ID"] == "from-env-file" and env["MLFLOW_PORT"] == "5999"
+    for key in ("AWS_SECRET_ACCESS_KEY", "MLFLOW_TRACKING_URI", "S3_BUCKET"):
+        assert key not in env
+    assert env["PATH"] == os.environ["PATH"]
+
+
+def test_a_users_compose_override_is_honoured(tmp_path):
+    stack = Stack(TOPOLOGIES["proxied"], Settings(home=str(tmp_path)))
+    assert stack.compose().files == (stack.compose_file,)
+    override = tmp_path / "proxied" / "compose.override.yaml"
+    override.parent.mkdir(parents=True)
+    override.write_text("services: {}\n")
+    assert stack.compose().files == (stack.compose_file, override)
 
 
 @pytest.mark.parametrize("name", ["file", "sqlite"])
 def test_auth_where_it_is_not_available_is_refused_before_anything_starts(name, tmp_path):
     from mlflowkit.errors import KitError
 
-    stack = Stack(TOPOLOGIES[name], Settings(root=tmp_path))
+    stack = Stack(TOPOLOGIES[name], Settings(home=str(tmp_path)))
     with pytest.raises(KitError, match=f"--auth is not available for {name}"):
         stack.up(auth=True)
-    assert not (tmp_path / "stacks" / name / ".env").exists()
+    assert not (tmp_path / name / ".env").exists()
 
 
 def test_bench_refuses_bad_input_before_starting_anything():
@@ -123,3 +149,20 @@ def test_status_names_each_published_port_by_its_variable():
     labelled = label_ports("127.0.0.1:5052, 127.0.0.1:5051, 0.0.0.0:9999", TOPOLOGIES["artifacts-only"], values)
     assert labelled == "127.0.0.1:5052 (ARTIFACTS_PORT), 127.0.0.1:5051 (SERVE_PORT), 0.0.0.0:9999"
     assert label_ports("", TOPOLOGIES["file"], {}) == ""
+
+
+@pytest.mark.parametrize("value", ["abc", "-5"])
+def test_a_setting_that_is_not_a_number_is_one_line(monkeypatch, value):
+    monkeypatch.setenv("MLFLOWKIT_UP_TIMEOUT", value)
+    result = runner.invoke(app, ["env", "postgres-s3"])
+    assert result.exit_code == 1
+    assert f"error: MLFLOWKIT_UP_TIMEOUT='{value}'" in result.output
+    assert "Traceback" not in result.output
+
+
+def test_an_installed_kit_keeps_its_state_under_mlflowkit_home(monkeypatch, tmp_path):
+    monkeypatch.setenv("MLFLOWKIT_HOME", str(tmp_path))
+    settings = Settings()
+    assert settings.env_file("proxied") == tmp_path / "proxied" / ".env"
+    assert settings.data_dir("sqlite") == tmp_path / "sqlite" / "data"
+    assert (settings.stack_dir("proxied") / "compose.yaml").is_file()

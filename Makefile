@@ -4,7 +4,7 @@ PYTHON ?= python3
 VENV ?= .venv
 KIT := $(VENV)/bin/mlflowkit
 
-.PHONY: venv list build test unit e2e lint constraints
+.PHONY: venv list build test unit e2e lint lock lock-images
 .DEFAULT_GOAL := help
 
 help:
@@ -13,9 +13,11 @@ help:
 	@echo "make test               every test, end-to-end stacks included (needs a Docker engine)"
 	@echo "make unit               the tests that need no engine"
 
-$(VENV)/.installed: pyproject.toml
+# The exact versions of requirements.lock (hash-checked), then the kit itself, editable, without resolving again.
+$(VENV)/.installed: pyproject.toml requirements.lock
 	$(PYTHON) -m venv $(VENV)
-	$(VENV)/bin/pip install --quiet --disable-pip-version-check -e '.[dev]'
+	$(VENV)/bin/pip install --quiet --disable-pip-version-check --require-hashes -r requirements.lock
+	$(VENV)/bin/pip install --quiet --disable-pip-version-check --no-deps --no-build-isolation -e .
 	touch $@
 
 venv: $(VENV)/.installed
@@ -45,10 +47,17 @@ e2e: venv
 lint: venv
 	VENV=$(VENV) bash .ci/lint.sh
 
-# Re-pin every package of the mlflow image from a fresh build of its requirements.
-constraints: venv
-	: > stacks/images/mlflow/constraints.txt
-	$(KIT) build
-	{ echo "# Every package the mlflow image installs, pinned (pip freeze of a built image; \`make constraints\` regenerates)."; \
-	  docker run --rm mlflowkit/mlflow:3.17.2 pip freeze; } > stacks/images/mlflow/constraints.txt.new
-	mv stacks/images/mlflow/constraints.txt.new stacks/images/mlflow/constraints.txt
+# Re-pin the kit's dependencies (pyproject.toml ranges -> requirements.lock, with hashes). Written to a temporary
+# file first: a failed resolution leaves the old lock as it was.
+lock: venv
+	$(VENV)/bin/uv pip compile pyproject.toml --extra dev --generate-hashes --universal --python-version 3.10 \
+	  --no-header --quiet -o requirements.lock.new
+	{ sed -n 1,2p requirements.lock; cat requirements.lock.new; } > requirements.lock.tmp
+	mv requirements.lock.tmp requirements.lock && rm -f requirements.lock.new
+
+# Re-pin every package of the mlflow image (requirements.txt -> requirements.lock beside it, with hashes), the
+# same way; the image installs it with --require-hashes.
+lock-images: venv
+	$(VENV)/bin/uv pip compile stacks/images/mlflow/requirements.txt --generate-hashes --universal \
+	  --python-version 3.11 --no-header --quiet -o stacks/images/mlflow/requirements.lock.new
+	mv stacks/images/mlflow/requirements.lock.new stacks/images/mlflow/requirements.lock

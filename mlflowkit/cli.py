@@ -15,7 +15,7 @@ from mlflowkit import __version__, images, topology
 from mlflowkit.errors import KitError, UnknownTopology
 from mlflowkit.settings import Settings
 from mlflowkit.stack import Stack, label_ports
-from mlflowkit.validate import Report, validate_isolated
+from mlflowkit.validate import Report, validate_all, validate_isolated
 
 app = typer.Typer(no_args_is_help=True, pretty_exceptions_enable=False)
 out = Console()
@@ -134,16 +134,7 @@ def validate_(
             raise KitError(f"{name}: step {failed.name!r} failed: {failed.detail}")
         _print_usage(stack)
         return
-    reports = []
-    for t in topology.TOPOLOGIES.values():  # one at a time: a 2-core machine runs one stack well
-        stack = _stack(t.name)
-        was_up = any(s.state == "running" for s in stack.states())
-        stack.up()
-        try:
-            reports.append(validate_isolated(stack))
-        finally:
-            if not was_up:  # leave running only what the user had running
-                stack.down()
+    reports = validate_all(Settings(), _log)
     _print_reports(reports)
     failed = [r.topology for r in reports if not r.ok]
     if failed:

@@ -27,8 +27,8 @@ _FAST_FAILURE = {
 # Where a client-only SQLite stack keeps artifacts (MLflow has no variable for it; `mlflowkit env sqlite` prints
 # this one, and Connection.from_env reads it, so new experiments land beside the database, not in ./mlruns).
 ARTIFACT_LOCATION_VARIABLE = "MLFLOWKIT_ARTIFACT_LOCATION"
-# Every variable activate() may set; all of them are saved and restored.
-_MANAGED = (
+# Every variable activate() may set; all of them are saved and restored (and a served model does not inherit them).
+MANAGED_VARIABLES = (
     ARTIFACT_LOCATION_VARIABLE,
     "MLFLOW_TRACKING_URI",
     "MLFLOW_REGISTRY_URI",
@@ -108,14 +108,6 @@ class Connection:
             artifact_location=env.get(ARTIFACT_LOCATION_VARIABLE) or None,
         )
 
-    @classmethod
-    def for_stack(cls, topology: str, settings: Any = None) -> Connection:
-        """The connection to a stack of this kit on this host, from its .env and ports."""
-        from mlflowkit import topology as topologies
-        from mlflowkit.stack import Stack
-
-        return Stack(topologies.get(topology), settings).connection()
-
     def environ(self) -> dict[str, str]:
         """The environment variables a separate client process needs (what `mlflowkit env` prints)."""
         values = {"MLFLOW_TRACKING_URI": self.tracking_uri}
@@ -140,9 +132,9 @@ class Connection:
         import mlflow
 
         with _LOCK:
-            saved_env = {key: os.environ.get(key) for key in _MANAGED}
+            saved_env = {key: os.environ.get(key) for key in MANAGED_VARIABLES}
             saved_uris = (mlflow.get_tracking_uri(), mlflow.get_registry_uri())
-            _set_environ({key: None for key in _MANAGED} | _FAST_FAILURE
+            _set_environ({key: None for key in MANAGED_VARIABLES} | _FAST_FAILURE
                          | {"MLFLOW_HTTP_REQUEST_TIMEOUT": str(int(self.timeout))} | self.environ())
             _forget_s3_clients_on_switch((self.s3_endpoint_url, self.aws_access_key_id))
             mlflow.set_tracking_uri(self.tracking_uri)

@@ -14,7 +14,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any
 
-from mlflowkit.client import Connection
+from mlflowkit.client import MANAGED_VARIABLES, Connection
 from mlflowkit.errors import KitError
 
 
@@ -64,9 +64,7 @@ def serve_local(model_uri: str, connection: Connection, *, port: int | None = No
     """Run ``mlflow models serve`` as a local process on 127.0.0.1:``port`` (default: a free one); always
     stopped on exit, its process group included."""
     port = port or free_port()
-    from mlflowkit.client import _MANAGED
-
-    env = {k: v for k, v in os.environ.items() if k not in _MANAGED} | connection.environ()
+    env = {k: v for k, v in os.environ.items() if k not in MANAGED_VARIABLES} | connection.environ()
     bin_dir = os.path.dirname(sys.executable)
     env["PATH"] = bin_dir + os.pathsep + env.get("PATH", "")  # it execs uvicorn from PATH
     argv = [sys.executable, "-m", "mlflow", "models", "serve", "-m", model_uri, "--env-manager", "local",

@@ -16,7 +16,7 @@ from mlflowkit.docker import Compose, check_engine, engine_environ, run
 from mlflowkit.errors import CommandError, KitError, PortTaken
 from mlflowkit.serving import ServedModel, free_port
 from mlflowkit.settings import Settings
-from mlflowkit.topology import Backend, Topology
+from mlflowkit.topology import LOCAL_ARTIFACTS, Backend, Topology
 
 Log = Callable[[str], None]
 
@@ -194,10 +194,10 @@ class Stack:
         timeout = self.settings.client_timeout
         if not self.topology.has_tracking_server:
             data = values["MLFLOW_DATA_DIR"]
-            if self.topology.backend is Backend.SQLITE:
-                return Connection(f"sqlite:///{data}/mlruns.db", artifact_location=f"file://{data}/mlartifacts",
-                                  timeout=timeout)
-            return Connection(f"file://{data}/mlruns", timeout=timeout)
+            backend = self.topology.backend
+            # SQLite has no server to say where artifacts go (MLflow would use ./mlruns): beside the database.
+            artifacts = f"file://{data}/{LOCAL_ARTIFACTS}" if backend is Backend.SQLITE else None
+            return Connection(backend.local_uri(data), artifact_location=artifacts, timeout=timeout)
         s3 = {}
         if self.topology.client_needs_s3_credentials:
             s3 = dict(
@@ -223,7 +223,9 @@ class Stack:
         if not data.is_absolute():
             raise KitError(f"MLFLOW_DATA_DIR must be an absolute path, not {data}.",
                            hint=f"fix it in {self.env_file}.")
-        subdirs = [data, data / "mlartifacts"] + ([data / "mlruns"] if self.topology.backend is Backend.FILE else [])
+        subdirs = [data, data / LOCAL_ARTIFACTS]
+        if self.topology.backend is Backend.FILE:  # a directory store (SQLite's is a file it creates)
+            subdirs.append(data / str(self.topology.backend.local_path))
         for sub in subdirs:
             sub.mkdir(parents=True, exist_ok=True)
 

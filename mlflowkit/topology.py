@@ -17,6 +17,23 @@ class Backend(str, Enum):
     SQLITE = "sqlite"
     POSTGRESQL = "postgresql"
 
+    @property
+    def local_path(self) -> str | None:
+        """The store's path under MLFLOW_DATA_DIR (the compose files of the local topologies say the same)."""
+        return {Backend.FILE: "mlruns", Backend.SQLITE: "mlruns.db"}.get(self)
+
+    def local_uri(self, data_dir: str) -> str:
+        """The tracking URI of a local store in ``data_dir``."""
+        if self is Backend.SQLITE:
+            return f"sqlite:///{data_dir}/{self.local_path}"
+        if self is Backend.FILE:
+            return f"file://{data_dir}/{self.local_path}"
+        raise ValueError(f"{self.value} is not a local store")
+
+
+# Where the local topologies keep artifacts, under MLFLOW_DATA_DIR.
+LOCAL_ARTIFACTS = "mlartifacts"
+
 
 class ArtifactMode(str, Enum):
     """How artifact bytes travel between client and store."""
@@ -190,6 +207,8 @@ ARTIFACTS_ONLY = Topology(
 TOPOLOGIES: dict[str, Topology] = {
     t.name: t for t in (FILE, SQLITE, SERVER_FILE, POSTGRES_S3, PROXIED, ARTIFACTS_ONLY)
 }
+# The README's first stack (`make stack-postgres-s3`) and the pytest plugin's topology when none is chosen.
+DEFAULT = POSTGRES_S3.name
 
 
 def get(name: str) -> Topology:

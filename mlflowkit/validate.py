@@ -174,7 +174,8 @@ def step_artifacts_local(s: _State) -> str:
 
 def step_metadata_file(s: _State) -> str:
     run = s.client.get_run(s.run_id)
-    meta = Path(s.stack.env()["MLFLOW_DATA_DIR"]) / "mlruns" / run.info.experiment_id / s.run_id / "meta.yaml"
+    store = Path(s.stack.env()["MLFLOW_DATA_DIR"]) / str(s.stack.topology.backend.local_path)
+    meta = store / run.info.experiment_id / s.run_id / "meta.yaml"
     _expect(meta.is_file(), f"{meta} does not exist")
     return f"{meta}"
 
@@ -182,7 +183,7 @@ def step_metadata_file(s: _State) -> str:
 def step_metadata_sqlite(s: _State) -> str:
     import sqlite3
 
-    db = Path(s.stack.env()["MLFLOW_DATA_DIR"]) / "mlruns.db"
+    db = Path(s.stack.env()["MLFLOW_DATA_DIR"]) / str(s.stack.topology.backend.local_path)
     with sqlite3.connect(f"file:{db}?mode=ro", uri=True, timeout=10) as conn:
         runs = conn.execute("SELECT count(*) FROM runs WHERE run_uuid = ?", (s.run_id,)).fetchone()[0]
         models = conn.execute("SELECT count(*) FROM registered_models WHERE name = ?", (MODEL_NAME,)).fetchone()[0]
@@ -377,6 +378,33 @@ def validate_isolated(stack: Stack) -> Report:
             raise KitError(f"the validation process for {stack.topology.name} ended without a report.")
         data = json.loads(out.read_text())
     return Report(**{**data, "steps": [StepResult(**step) for step in data["steps"]]})
+
+
+def validate_all(settings: Settings, log: Callable[[str], None]) -> list[Report]:
+    """Bring up, validate and take down every topology, one at a time (a 2-core machine runs one stack well).
+
+    A topology that does not come up is a report with a failed ``up`` step (its cause and the services' logs),
+    and the next topology still runs. Stacks the user already had running are validated and left running.
+    """
+    from mlflowkit.topology import TOPOLOGIES
+
+    reports = []
+    for topology in TOPOLOGIES.values():
+        stack = Stack(topology, settings, log=log)
+        was_up = any(s.state == "running" for s in stack.states())
+        started = time.monotonic()
+        try:
+            stack.up()
+            reports.append(validate_isolated(stack))
+        except KitError as exc:
+            step = "up" if not any(s.state == "running" for s in stack.states()) else "validate"
+            reports.append(Report(topology.name, [StepResult(step, False, time.monotonic() - started, str(exc),
+                                                             (exc.details or "")[-3000:])]))
+            log(f"validate {topology.name}: {step} FAILED: {exc}")
+        finally:
+            if not was_up and stack.states():
+                stack.down()  # leave running only what the user had running
+    return reports
 
 
 def main(argv: list[str]) -> None:

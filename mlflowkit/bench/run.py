@@ -79,6 +79,7 @@ class Bench:
         self._backends_done: set[Backend] = set()
         self._hello_p50: dict[int, float] | None = None
         self._served = False
+        self._tuned = False
 
     # --- the run --------------------------------------------------------------------------------------
 
@@ -103,8 +104,10 @@ class Bench:
                     if not self._served and topology.has_tracking_server:
                         self.serving(stack)
                         self._served = True
-                    if topology.name == "postgres-s3" and self.sizes.tuning:
+                    # Server settings, once a run: on the first topology whose server runs on PostgreSQL.
+                    if self.sizes.tuning and not self._tuned and topology.backend is Backend.POSTGRESQL:
                         self.tuning(stack)
+                        self._tuned = True
                 finally:
                     if stack.states() or stack.volumes():
                         stack.down(volumes=True)
@@ -167,7 +170,7 @@ class Bench:
             return None
         args = dict(batch=batch, procs=procs, duration=self.sizes.duration)
         if topology.backend is Backend.FILE:
-            uri = f"file://{stack.env()['MLFLOW_DATA_DIR']}/mlruns"
+            uri = topology.backend.local_uri(stack.env()["MLFLOW_DATA_DIR"])
             result = self._load("tracking", uri, experiment, env={"MLFLOW_ALLOW_FILE_STORE": "true"}, **args)
         else:
             result = self._load_in(stack, "mlflow", "tracking", "env:MLFLOW_BACKEND_STORE_URI", experiment, **args)
@@ -215,7 +218,7 @@ class Bench:
                 self.add("artifacts", topology.name, f"{label} {direction}", _mbps(large, direction), "MB/s",
                          limit=_mbps(limit, direction), limit_name="boto3 straight to S3",
                          extra={"errors": large["errors"]})
-        if topology.name == "proxied":
+        if topology.artifact_mode is ArtifactMode.PROXIED:
             self.proxied_multipart(stack)
 
     def proxied_multipart(self, stack: Stack) -> None:
@@ -300,10 +303,10 @@ class Bench:
                 for procs in (1, max(self.sizes.concurrency)):
                     result = self._load("tracking", conn.tracking_uri, experiment, env=conn.environ(), batch=10,
                                         procs=procs, duration=self.sizes.duration)
-                    self.add("tuning", "postgres-s3", f"{label}, batch 10, {procs} clients",
+                    self.add("tuning", stack.topology.name, f"{label}, batch 10, {procs} clients",
                              result["rows"] / result["seconds"], "rows/s",
                              extra={"p50_ms": result["latencies"]["p50_ms"], "errors": result["errors"]})
-                self.add("tuning", "postgres-s3", f"{label}, server memory",
+                self.add("tuning", stack.topology.name, f"{label}, server memory",
                          _memory_mb(stack.project, service="mlflow"), "MB")
         finally:
             _set_env(stack, MLFLOW_WORKERS=None)

@@ -224,9 +224,9 @@ def test_s3_clients_are_not_shared_between_connections_with_other_keys(monkeypat
 
 def test_activate_leaves_the_process_environment_as_it_found_it(tmp_path, monkeypatch):
     """MLflow's URI setters write os.environ; a child process started after the block must not inherit them."""
-    from mlflowkit.client import _MANAGED
+    from mlflowkit.client import MANAGED_VARIABLES
 
-    for key in _MANAGED:
+    for key in MANAGED_VARIABLES:
         monkeypatch.delenv(key, raising=False)
     before = dict(os.environ)
     with Connection(f"sqlite:///{tmp_path}/a.db").activate():

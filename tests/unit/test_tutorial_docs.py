@@ -29,7 +29,7 @@ def test_tutorial_has_diagram_commands_walkthrough_and_runnable_mistakes(name):
     assert f"mlflowkit down {name}" in codes[-1], "the last block takes the stack down"
     kit = [b for b in blocks if "kit" in b.sessions]
     assert any("serve_local" in b.code and "[0, 2]" in b.expect for b in kit), "kit: serve and predict"
-    assert any("Client(Connection.for_stack" in b.code for b in kit)
+    assert any("Client(stack_connection(" in b.code for b in kit)
     assert any("mlflow models serve -m models:/" in b.code and '{"predictions": [0, 2]}' in b.expect
                for b in blocks), "plain MLflow: serve and POST /invocations"
     assert any("mlflow.register_model" in b.code for b in blocks if "plain" in b.sessions)

@@ -129,9 +129,9 @@ def validate_(
         stack = _stack(name)
         report = validate_isolated(stack)
         _print_reports([report])
-        if not report.ok:
-            failed = report.failure
-            raise KitError(f"{name}: step {failed.name!r} failed: {failed.detail}")
+        failure = report.failure
+        if failure is not None:
+            raise KitError(f"{name}: step {failure.name!r} failed: {failure.detail}")
         _print_usage(stack)
         return
     reports = validate_all(Settings(), _log)

@@ -69,9 +69,7 @@ def run_lines(argv: Sequence[str], *, timeout: float, on_line: Callable[[str], N
     tail: deque[str] = deque(maxlen=60)
     proc = subprocess.Popen(list(argv), stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
                             errors="replace", env=dict(env) if env is not None else None)
-    timed_out = threading.Event()
-    timer = threading.Timer(timeout, lambda: (timed_out.set(), proc.kill()))
-    timer.start()
+    timed_out = _Deadline(proc, timeout)
     try:
         assert proc.stdout is not None
         for line in proc.stdout:
@@ -83,7 +81,7 @@ def run_lines(argv: Sequence[str], *, timeout: float, on_line: Callable[[str], N
         proc.wait()
         raise
     finally:
-        timer.cancel()
+        timed_out.cancel()
     output = "\n".join(tail)
     if timed_out.is_set():
         raise CommandTimeout(argv, timeout, "", output)
@@ -98,9 +96,7 @@ def stream(argv: Sequence[str], *, timeout: float) -> Iterator[IO[bytes]]:
     Raises CommandTimeout / CommandError (with stderr) once the caller is done reading.
     """
     proc = subprocess.Popen(list(argv), stdout=subprocess.PIPE, stderr=subprocess.PIPE)
-    timed_out = threading.Event()
-    timer = threading.Timer(timeout, lambda: (timed_out.set(), proc.kill()))
-    timer.start()
+    timed_out = _Deadline(proc, timeout)
     try:
         assert proc.stdout is not None
         yield proc.stdout
@@ -109,12 +105,32 @@ def stream(argv: Sequence[str], *, timeout: float) -> Iterator[IO[bytes]]:
         proc.kill()
         raise
     finally:
-        timer.cancel()
+        timed_out.cancel()
         stderr = proc.communicate()[1].decode(errors="replace")
     if timed_out.is_set():
         raise CommandTimeout(argv, timeout, "", stderr)
     if proc.returncode != 0:
         raise CommandError(argv, proc.returncode, "", stderr)
+
+
+class _Deadline:
+    """Kills a process once ``timeout`` passes, unless cancelled first; remembers whether it did."""
+
+    def __init__(self, proc: subprocess.Popen, timeout: float) -> None:
+        self._proc = proc
+        self._fired = threading.Event()
+        self._timer = threading.Timer(timeout, self._fire)
+        self._timer.start()
+
+    def _fire(self) -> None:
+        self._fired.set()
+        self._proc.kill()
+
+    def cancel(self) -> None:
+        self._timer.cancel()
+
+    def is_set(self) -> bool:
+        return self._fired.is_set()
 
 
 def _text(value: str | bytes | None) -> str:

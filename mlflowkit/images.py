@@ -14,7 +14,7 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import IO
+from typing import IO, Any
 
 from mlflowkit.docker import Compose, check_engine, engine_environ, image_exists, run, stream
 from mlflowkit.errors import CommandError, KitError
@@ -224,17 +224,18 @@ def _decompressed(raw: IO[bytes]) -> IO[bytes]:
     """``raw`` (a layer blob) decompressed by its magic bytes; as it is when it is not compressed."""
     magic = raw.read(6)
     whole = _Prepend(magic, raw)
+    buffered: IO[bytes] = io.BufferedReader(whole)
     if magic.startswith(b"\x1f\x8b"):
-        return gzip.GzipFile(fileobj=whole)  # type: ignore[return-value]
+        return gzip.GzipFile(fileobj=buffered)  # type: ignore[return-value]  # a binary IO in all but name
     if magic.startswith(b"\x28\xb5\x2f\xfd"):
         import zstandard
 
-        return zstandard.ZstdDecompressor().stream_reader(whole)  # type: ignore[return-value]
+        return zstandard.ZstdDecompressor().stream_reader(buffered)
     if magic.startswith(b"BZh"):
-        return bz2.BZ2File(whole)  # type: ignore[return-value]
+        return bz2.BZ2File(buffered)
     if magic.startswith(b"\xfd7zXZ\x00"):
-        return lzma.LZMAFile(whole)  # type: ignore[return-value]
-    return io.BufferedReader(whole)  # type: ignore[return-value]
+        return lzma.LZMAFile(buffered)
+    return buffered
 
 
 class _Prepend(io.RawIOBase):
@@ -246,7 +247,7 @@ class _Prepend(io.RawIOBase):
     def readable(self) -> bool:
         return True
 
-    def readinto(self, buffer) -> int:  # type: ignore[override]
+    def readinto(self, buffer: Any) -> int:
         if self._head:
             count = min(len(buffer), len(self._head))
             buffer[:count], self._head = self._head[:count], self._head[count:]

@@ -90,10 +90,10 @@ def plot(figures: list[Figure], out_dir: Path) -> list[Path]:
             limits = [f.limit if f.limit is not None else 0 for f in group]
             if any(limits):
                 ax.barh(positions, limits, color="#d0d7e2", label="limit (same run)")
-            ax.barh(positions, [f.value for f in group], height=0.5, color="#2f6db5", label="measured")
+            ax.barh(positions, [f.value or 0.0 for f in group], height=0.5, color="#2f6db5", label="measured")
             for pos, f in zip(positions, group, strict=True):
                 text = _number(f.value) + (f"  ({f.ratio:.2f}× limit)" if f.ratio is not None else "")
-                ax.text(f.value, pos, " " + text, va="center", fontsize=8)
+                ax.text(f.value or 0.0, pos, " " + text, va="center", fontsize=8)
             ax.set_yticks(list(positions), labels, fontsize=8)
             ax.invert_yaxis()
             better = "higher is better" if unit in HIGHER_IS_BETTER else "lower is better"

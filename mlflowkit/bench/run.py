@@ -61,7 +61,7 @@ QUICK = Sizes(duration=1.0, batches=(10,), concurrency=(1, 2), large_bytes=MIB, 
 # The server settings compared by the tuning section, as .env values (None: the compose file's default).
 # MLflow's default is 4 uvicorn workers; the kit's compose files run 1 (MLFLOW_WORKERS): uvicorn's multi-worker
 # mode leaves Nagle on, so every kept-alive request waits ~40 ms (Kludex/uvicorn#3149; docs/performance.md).
-TUNING = {
+TUNING: dict[str, dict[str, str | None]] = {
     "4 workers (MLflow default)": {"MLFLOW_WORKERS": "4"},
     "2 workers": {"MLFLOW_WORKERS": "2"},
     "1 worker (kit)": {"MLFLOW_WORKERS": None},
@@ -249,7 +249,7 @@ class Bench:
         bucket = values.get("S3_BUCKET", "mlflow")
         if stack.topology.client_needs_s3_credentials:
             conn = stack.connection()
-            return self._load("s3", conn.s3_endpoint_url, bucket, env=conn.environ(), size=size, count=count)
+            return self._load("s3", str(conn.s3_endpoint_url), bucket, env=conn.environ(), size=size, count=count)
         service = "artifacts" if stack.topology.artifact_mode is ArtifactMode.ARTIFACTS_SERVER else "mlflow"
         return self._load_in(stack, service, "s3", "env:MLFLOW_S3_ENDPOINT_URL", bucket, size=size, count=count)
 
@@ -525,7 +525,7 @@ def run_bench(names: list[str], sizes: Sizes, settings: Settings, out_dir: Path,
 
     out_dir.mkdir(parents=True, exist_ok=True)
     started = time.monotonic()
-    meta = {"started": datetime.now(timezone.utc).isoformat(timespec="seconds"), "topologies": names,
+    meta: dict[str, object] = {"started": datetime.now(timezone.utc).isoformat(timespec="seconds"), "topologies": names,
             "sizes": asdict(sizes), "machine": machine_facts()}
     figures = Bench(names, sizes, settings, log).run()
     meta["seconds"] = round(time.monotonic() - started, 1)

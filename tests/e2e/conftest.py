@@ -37,6 +37,7 @@ def seed_env(settings: Settings, topology: Topology, **extra: str) -> None:
     """Free ports (and ``extra`` values) written before `up`, which keeps existing keys."""
     lines = [f"{port.variable}={free_port()}" for port in topology.ports]
     lines += [f"{key}={value}" for key, value in extra.items()]
+    settings.env_file(topology.name).parent.mkdir(parents=True, exist_ok=True)
     settings.env_file(topology.name).write_text("\n".join(lines) + "\n")
 
 

@@ -185,3 +185,30 @@ def test_auth_refuses_anonymous_writes_and_validates_authenticated(name, make_st
     report = validate_isolated(stack)
     assert_passed(report, stack)
     assert "anonymous refused" in [step.name for step in report.steps]
+
+
+def test_the_callers_shell_cannot_override_the_stacks_env(make_stack, monkeypatch):
+    """Compose lets exported variables win over --env-file: a shell holding other AWS keys, ports, a database
+    password or an MLflow URI (a real AWS profile, or `eval "$(mlflowkit env …)"` of another stack) must change
+    nothing in the stack, and no container may carry those values."""
+    import json
+
+    from mlflowkit.docker import run
+
+    hostile = {"AWS_ACCESS_KEY_ID": "hostile-key-id", "AWS_SECRET_ACCESS_KEY": "hostile-secret-0123456789",
+               "POSTGRES_PASSWORD": "hostile-postgres-password", "MLFLOW_PORT": "1", "SERVE_PORT": "2",
+               "S3_BUCKET": "hostile-bucket", "MLFLOW_TRACKING_URI": "http://hostile.invalid:5000",
+               "MLFLOW_S3_ENDPOINT_URL": "http://hostile.invalid:8333", "MLFLOW_WORKERS": "not-a-number"}
+    for key, value in hostile.items():
+        monkeypatch.setenv(key, value)
+    stack = make_stack(TOPOLOGIES["proxied"])
+    stack.up()
+    assert_passed(validate_isolated(stack), stack)
+    ids = run(["docker", "ps", "--all", "--quiet", "--filter", f"label=com.docker.compose.project={stack.project}"],
+              timeout=30).stdout.split()
+    carried = []
+    for container in json.loads(run(["docker", "inspect", *ids], timeout=30).stdout):
+        text = json.dumps([container["Config"]["Env"], container["Config"]["Cmd"], container["HostConfig"]])
+        carried += [(container["Name"], key) for key, value in hostile.items()
+                    if len(value) > 2 and value in text]
+    assert len(ids) >= 5 and carried == []

@@ -108,9 +108,11 @@ def build(base: Annotated[str | None, typer.Option(help="base image (default: $B
 @app.command()
 @guarded
 def up(name: TopologyArg, keep: Annotated[bool, typer.Option(help="leave failed containers for inspection")] = False,
-       auth: Annotated[bool, typer.Option(help="MLflow's basic-auth app with a generated admin")] = False) -> None:
+       auth: Annotated[bool, typer.Option(help="MLflow's basic-auth app with a generated admin")] = False,
+       free_ports: Annotated[bool, typer.Option(help="a new stack publishes on free 127.0.0.1 ports, not the "
+                                                     "defaults (an existing .env keeps its ports)")] = False) -> None:
     """Build missing images, write the stack's .env, start it and wait until it is healthy."""
-    _stack(name).up(keep=keep, auth=auth)
+    _stack(name).up(keep=keep, auth=auth, free_ports=free_ports)
 
 
 @app.command("validate")

@@ -143,8 +143,9 @@ def ensure(settings: Settings, log: Log) -> None:
 
 # --- secrets scan -------------------------------------------------------------------------------------
 
-# A whole PEM private key (a header alone, as in code that parses keys, is not one), wherever it sits in a file:
-# first, or after a certificate in a combined bundle.
+# A whole PEM private key (a header alone, as in code that parses keys, is not one), wherever it sits in a text
+# file: first, or after a certificate in a combined bundle. Binaries are not searched for it: libgnutls embeds a
+# self-test key, and a PEM file is text (the generated-secret search below does read binaries).
 _PRIVATE_KEY = re.compile(rb"-----BEGIN ([A-Z ]*)PRIVATE KEY-----[\r\n]+[A-Za-z0-9+/=\s:,-]{64,}?"
                           rb"-----END \1PRIVATE KEY-----")
 _CREDENTIAL_FILES = re.compile(r"(^|/)(\.env|\.pgpass|\.netrc|\.aws/credentials|\.docker/config\.json)$|"
@@ -201,7 +202,7 @@ def scan_archive(archive: IO[bytes], image: str, needles: Iterable[bytes] = ()) 
 
 def _findings(image: str, name: str, data: bytes, needles: list[bytes]) -> list[Finding]:
     found = []
-    if _PRIVATE_KEY.search(data):
+    if b"\x00" not in data and _PRIVATE_KEY.search(data):
         found.append(Finding(image, name, "a private key"))
     if _CREDENTIAL_FILES.search(name):
         found.append(Finding(image, name, "a credentials file"))

@@ -30,12 +30,14 @@ from typing import TYPE_CHECKING, Any
 
 import pytest
 
+from mlflowkit import topology as topologies
+
 if TYPE_CHECKING:
     from mlflowkit.client import Client, Connection
     from mlflowkit.settings import Settings
     from mlflowkit.stack import Stack
 
-DEFAULT_TOPOLOGY = "postgres-s3"
+DEFAULT_TOPOLOGY = topologies.DEFAULT
 MARKER = "mlflow_topology"
 PARAM = "mlflow_topology"  # the fixture every other fixture of this plugin depends on, parametrized per test
 # Variables that would make a plain client talk to something else than the stack: removed by mlflow_tracking.

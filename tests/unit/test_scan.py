@@ -86,3 +86,10 @@ def recompressed(saved: Path, compression: str) -> Iterator[io.BufferedReader]:
                 out.addfile(member, io.BytesIO(data) if data is not None else None)
         with out_path.open("rb") as handle:
             yield handle
+
+
+def test_a_key_compiled_into_a_binary_is_not_a_key_file_but_a_secret_in_one_is_found():
+    binary = b"\x7fELF\x00\x00" + PEM_KEY + b"\x00generated-secret-value\x00"
+    found = {(f.path, f.reason) for f in images.scan_archive(_archive([_tar({"usr/lib/libtls.so": binary})]),
+                                                              "probe", [b"generated-secret-value"])}
+    assert found == {("usr/lib/libtls.so", "contains a generated secret of this kit")}

@@ -157,24 +157,16 @@ def bench(
 
     Runs its own stacks (project prefix mlflowkit-bench, free 127.0.0.1 ports, deleted afterwards); never yours.
     """
-    import dataclasses
-    from datetime import datetime, timezone
     from pathlib import Path
 
-    from mlflowkit.bench.run import FULL, MIB, QUICK, disk_free, run_bench
+    from mlflowkit.bench.run import choose_sizes, default_out_dir, run_bench
 
     if all_ and names:
         raise KitError("give topologies or --all, not both.")
     chosen = [topology.get(name).name for name in names] if names else list(topology.TOPOLOGIES)
     settings = Settings()
-    stamp = datetime.now(timezone.utc).strftime("%Y%m%dT%H%M%SZ") + ("-quick" if quick else "")
-    target = Path(out_dir) if out_dir else settings.results_dir() / stamp
-    sizes = QUICK if quick else FULL
-    if large_mib:
-        free = disk_free() // MIB
-        if free < 4 * large_mib:  # the file, a download of it, and S3's copy on the same disk
-            raise KitError(f"--large-mib {large_mib} needs about {4 * large_mib} MiB free in /tmp; {free} MiB are.")
-        sizes = dataclasses.replace(sizes, large_bytes=large_mib * MIB)
+    sizes = choose_sizes(quick=quick, large_mib=large_mib)
+    target = Path(out_dir) if out_dir else default_out_dir(settings, quick=quick)
     path, table = run_bench(chosen, sizes, settings, target, _log)
     out.print(table, markup=False, highlight=False)
     out.print(f"\nresults: {path} (table.md and the plots beside it)", markup=False, highlight=False)

@@ -386,6 +386,23 @@ def disk_free(path: str = tempfile.gettempdir()) -> int:
     return shutil.disk_usage(path).free
 
 
+def choose_sizes(*, quick: bool, large_mib: int = 0) -> Sizes:
+    """The run's sizes: quick or full, the large transfer ``large_mib`` MiB when given (if the disk has room)."""
+    sizes = QUICK if quick else FULL
+    if large_mib:
+        free = disk_free() // MIB
+        if free < 4 * large_mib:  # the file, a download of it, and S3's copy on the same disk
+            raise KitError(f"--large-mib {large_mib} needs about {4 * large_mib} MiB free in /tmp; {free} MiB are.")
+        sizes = replace(sizes, large_bytes=large_mib * MIB)
+    return sizes
+
+
+def default_out_dir(settings: Settings, *, quick: bool) -> Path:
+    """benchmarks/results/<UTC time> in a checkout (under MLFLOWKIT_HOME for an installed kit)."""
+    stamp = datetime.now(timezone.utc).strftime("%Y%m%dT%H%M%SZ") + ("-quick" if quick else "")
+    return settings.results_dir() / stamp
+
+
 def _disk_allows(size: int) -> bool:
     """Room for the file, its download (both in /tmp) and S3's copy (usually the same disk), twice over."""
     return disk_free() >= 4 * size

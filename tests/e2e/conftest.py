@@ -7,6 +7,7 @@ developer's own stacks are never touched.
 
 from __future__ import annotations
 
+import os
 import sys
 from collections.abc import Iterator
 
@@ -19,6 +20,10 @@ from mlflowkit.settings import Settings
 from mlflowkit.stack import Stack
 from mlflowkit.topology import Topology
 
+# MLFLOWKIT_E2E_PREFIX: two test runs on one engine (two engineers, or CI beside a session) must not take down
+# each other's stacks.
+PREFIX = os.environ.get("MLFLOWKIT_E2E_PREFIX", "mlflowkit-e2e")
+
 
 def _log(message: str) -> None:
     print(message, file=sys.stderr, flush=True)
@@ -27,7 +32,7 @@ def _log(message: str) -> None:
 @pytest.fixture(scope="session")
 def e2e_settings(tmp_path_factory: pytest.TempPathFactory) -> Settings:
     check_engine()
-    settings = Settings(project_prefix="mlflowkit-e2e", home=str(tmp_path_factory.mktemp("home")),
+    settings = Settings(project_prefix=PREFIX, home=str(tmp_path_factory.mktemp("home")),
                         up_timeout=240)
     images.ensure(settings, _log)  # built once per run; later stacks reuse them
     return settings

@@ -110,7 +110,7 @@ def test_down_of_a_stack_that_is_not_up_is_one_clear_line(e2e_settings, monkeypa
         monkeypatch.setenv(key, value)
     result = CliRunner().invoke(app, ["down", "sqlite"])
     assert result.exit_code == 1
-    assert "error: sqlite is not up (no containers in project mlflowkit-e2e-sqlite)" in result.output
+    assert f"error: sqlite is not up (no containers in project {e2e_settings.project_prefix}-sqlite)" in result.output
 
 
 def test_built_images_hold_no_secret_and_run_as_non_root(e2e_settings):

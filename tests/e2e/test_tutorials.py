@@ -17,12 +17,12 @@ import pytest
 from mlflowkit.settings import Settings
 from mlflowkit.stack import Stack
 from mlflowkit.topology import TOPOLOGIES
-from tests.e2e.conftest import seed_env
+from tests.e2e.conftest import PREFIX, seed_env
 from tests.tutorial_blocks import TUTORIALS, TutorialRunner, check, runnable_blocks
 
 pytestmark = pytest.mark.e2e
 
-PROJECT_PREFIX = "mlflowkit-e2e-tutorial"
+PROJECT_PREFIX = f"{PREFIX}-tutorial"
 
 
 def tutorial_env(settings: Settings, tmp_path) -> dict[str, str]:

@@ -174,6 +174,56 @@ def bench(
 
 @app.command()
 @guarded
+def backup(name: TopologyArg,
+           to: Annotated[str | None, typer.Option(help="a new or empty directory (default: a fresh one under "
+                                                       "$MLFLOWKIT_HOME/backups)")] = None) -> None:
+    """Snapshot a stack: its metadata store, every artifact, and a manifest with counts and checksums."""
+    from pathlib import Path
+
+    from mlflowkit import backup as backups
+
+    stack = _stack(name)
+    target = Path(to) if to else stack.settings.backup_dir(name)
+    manifest = backups.backup(stack, target, _log)
+    out.print(f"backup of {name} (MLflow {manifest.mlflow_version}) in {target}", markup=False, highlight=False)
+
+
+@app.command()
+@guarded
+def restore(name: TopologyArg,
+            from_: Annotated[str, typer.Option("--from", help="a directory `mlflowkit backup` wrote",
+                                               show_default=False)],
+            force: Annotated[bool, typer.Option(help="replace what the stack holds")] = False,
+            validate: Annotated[bool, typer.Option(help="run the stack's validation afterwards")] = True) -> None:
+    """Put a backup into an empty stack, check every count and checksum, then validate the stack."""
+    from pathlib import Path
+
+    from mlflowkit import backup as backups
+
+    stack = _stack(name)
+    backups.restore(stack, Path(from_), _log, force=force)
+    if validate:
+        report = validate_isolated(stack)
+        _print_reports([report])
+        failure = report.failure
+        if failure is not None:
+            raise KitError(f"{name}: restored, but step {failure.name!r} of the validation failed: {failure.detail}")
+
+
+@app.command()
+@guarded
+def gc(name: TopologyArg,
+       older_than: Annotated[str | None, typer.Option(help="only what was deleted longer ago, e.g. 30d")] = None
+       ) -> None:
+    """Permanently delete deleted runs and experiments, their artifacts included (MLflow's gc, run where the
+    topology can reach both its store and its artifacts)."""
+    from mlflowkit import gc as garbage
+
+    sys.stdout.write(garbage.collect(_stack(name), _log, older_than=older_than))
+
+
+@app.command()
+@guarded
 def down(name: TopologyArg,
          volumes: Annotated[bool, typer.Option(help="also delete the stack's data volumes")] = False) -> None:
     """Stop and remove the stack's containers (its data volumes stay unless --volumes)."""
@@ -217,6 +267,24 @@ def env(name: TopologyArg) -> None:
     for key, value in stack.connection().environ().items():
         print(f"export {key}={shlex.quote(value)}")
     print(f"# MLflow UI: {stack.ui_url()}")
+
+
+@app.command()
+@guarded
+def upgrade(name: TopologyArg,
+            to: Annotated[str, typer.Option(help="the MLflow version (one the kit has pins for)", show_default=False)],
+            backup_dir: Annotated[str | None, typer.Option(help="where the backup goes (default: a new directory "
+                                                                 "under $MLFLOWKIT_HOME/backups)")] = None) -> None:
+    """Move a running stack to another MLflow version with its data: backup, image, migrate, start, validate;
+    on any failure the old version and the backup are put back."""
+    from pathlib import Path
+
+    from mlflowkit import upgrade as upgrades
+
+    stack = _stack(name)
+    upgrades.check(stack, to)
+    kept = upgrades.upgrade(stack, to, _log, backup_dir=Path(backup_dir) if backup_dir else None)
+    out.print(f"{name} runs MLflow {to}; the backup taken before is {kept}", markup=False, highlight=False)
 
 
 def _print_reports(reports: list[Report]) -> None:

@@ -9,6 +9,7 @@ from __future__ import annotations
 import os
 import re
 import subprocess
+import tempfile
 import threading
 from collections import deque
 from collections.abc import Callable, Iterator, Mapping, Sequence
@@ -90,12 +91,13 @@ def run_lines(argv: Sequence[str], *, timeout: float, on_line: Callable[[str], N
 
 
 @contextmanager
-def stream(argv: Sequence[str], *, timeout: float) -> Iterator[IO[bytes]]:
+def stream(argv: Sequence[str], *, timeout: float, env: Mapping[str, str] | None = None) -> Iterator[IO[bytes]]:
     """Run ``argv`` and yield its stdout as a binary stream (e.g. ``docker save``); killed after ``timeout``.
 
     Raises CommandTimeout / CommandError (with stderr) once the caller is done reading.
     """
-    proc = subprocess.Popen(list(argv), stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    proc = subprocess.Popen(list(argv), stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                            env=dict(env) if env is not None else None)
     timed_out = _Deadline(proc, timeout)
     try:
         assert proc.stdout is not None
@@ -111,6 +113,40 @@ def stream(argv: Sequence[str], *, timeout: float) -> Iterator[IO[bytes]]:
         raise CommandTimeout(argv, timeout, "", stderr)
     if proc.returncode != 0:
         raise CommandError(argv, proc.returncode, "", stderr)
+
+
+def feed(argv: Sequence[str], write: Callable[[IO[bytes]], None], *, timeout: float,
+         env: Mapping[str, str] | None = None) -> str:
+    """Run ``argv`` with ``write(stdin)`` producing its binary input (e.g. a tar stream); its stdout as text.
+
+    Output goes to temporary files, so a chatty command never blocks the writer on a full pipe.
+    """
+    with tempfile.TemporaryFile() as out, tempfile.TemporaryFile() as err:
+        proc = subprocess.Popen(list(argv), stdin=subprocess.PIPE, stdout=out, stderr=err,
+                                env=dict(env) if env is not None else None)
+        timed_out = _Deadline(proc, timeout)
+        try:
+            assert proc.stdin is not None
+            try:
+                write(proc.stdin)
+                proc.stdin.close()
+            except BrokenPipeError:  # the command ended early: its exit code and stderr say why
+                pass
+            proc.wait()
+        except BaseException:
+            proc.kill()
+            proc.wait()
+            raise
+        finally:
+            timed_out.cancel()
+        out.seek(0)
+        err.seek(0)
+        stdout, stderr = out.read().decode(errors="replace"), err.read().decode(errors="replace")
+    if timed_out.is_set():
+        raise CommandTimeout(argv, timeout, stdout, stderr)
+    if proc.returncode != 0:
+        raise CommandError(argv, proc.returncode, stdout, stderr)
+    return stdout
 
 
 class _Deadline:
@@ -219,6 +255,16 @@ class Compose:
         if tail is not None:
             args += ["--tail", str(tail)]
         return self.call(*args, *services)
+
+    @contextmanager
+    def output(self, *args: str, timeout: float | None = None) -> Iterator[IO[bytes]]:
+        """``docker compose <args>``'s stdout as a binary stream (a dump, a tar of objects)."""
+        with stream([*self.base_argv, *args], timeout=timeout or self.timeout, env=self.env) as out:
+            yield out
+
+    def input(self, *args: str, write: Callable[[IO[bytes]], None], timeout: float | None = None) -> str:
+        """``docker compose <args>`` reading the binary stream ``write`` produces; its stdout."""
+        return feed([*self.base_argv, *args], write, timeout=timeout or self.timeout, env=self.env)
 
     def exec(self, service: str, command: Sequence[str], *, timeout: float | None = None,
              input: str | None = None) -> str:

@@ -122,6 +122,12 @@ class Settings:
         root = checkout_root()
         return root / "benchmarks" / "results" if root is not None else Path(self.home) / "bench"
 
+    def backup_dir(self, topology: str) -> Path:
+        """A new backup's default directory: <home>/backups/<topology>-<UTC time>."""
+        from datetime import datetime, timezone
+
+        return Path(self.home) / "backups" / f"{topology}-{datetime.now(timezone.utc):%Y%m%dT%H%M%SZ}"
+
     def project(self, topology: str) -> str:
         return f"{self.project_prefix}-{topology}"
 

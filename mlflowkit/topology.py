@@ -31,6 +31,8 @@ class Backend(str, Enum):
         raise ValueError(f"{self.value} is not a local store")
 
 
+# The services that hold data (PostgreSQL, S3) rather than run MLflow.
+STORE_SERVICES = frozenset({"postgres", "s3"})
 # Where the local topologies keep artifacts, under MLFLOW_DATA_DIR.
 LOCAL_ARTIFACTS = "mlartifacts"
 
@@ -82,6 +84,11 @@ class Topology:
             if port.variable == variable:
                 return port
         raise KeyError(f"{self.name} publishes no port {variable}")
+
+    @property
+    def servers(self) -> tuple[str, ...]:
+        """The long-running MLflow services (tracking, artifacts, UI): what stops while a store is replaced."""
+        return tuple(service for service in self.services if service not in STORE_SERVICES)
 
     @property
     def uses_s3(self) -> bool:

@@ -22,7 +22,7 @@ from dataclasses import asdict, dataclass, replace
 from datetime import datetime, timezone
 from pathlib import Path
 
-from mlflowkit import images
+from mlflowkit import envfile, images
 from mlflowkit.bench import load
 from mlflowkit.bench.report import Figure
 from mlflowkit.docker import check_engine, run
@@ -442,9 +442,10 @@ def _register_model(conn) -> tuple[str, dict, float]:
 
 def _seed_env(stack: Stack) -> None:
     """Free ports in a fresh .env (the bench never uses a user's ports or stacks)."""
-    lines = [f"{port.variable}={free_port()}" for port in stack.topology.ports]
-    stack.env_file.write_text("\n".join(lines) + "\n")
-    stack.env_file.chmod(0o600)
+    stack.env_file.unlink(missing_ok=True)
+    envfile.ensure(stack.env_file, stack.topology, stack.settings.bind_address,
+                   stack.settings.data_dir(stack.topology.name),
+                   ports={port.variable: free_port() for port in stack.topology.ports})
 
 
 def _set_env(stack: Stack, **values: str | None) -> None:

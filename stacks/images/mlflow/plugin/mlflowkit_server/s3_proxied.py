@@ -21,11 +21,15 @@ class ProxiedS3ArtifactRepository(ArtifactRepository):
     """Delegates to :class:`S3ArtifactRepository` for ``s3://`` + the same bucket and prefix."""
 
     def __init__(self, artifact_uri: str, tracking_uri: str | None = None, registry_uri: str | None = None) -> None:
-        super().__init__(artifact_uri, tracking_uri, registry_uri)
+        # Only what the caller passed: older MLflow takes fewer arguments (2.x the URI alone, 3.1 also
+        # tracking_uri), and the same image code serves the old version of an upgrade (`mlflowkit upgrade`).
+        given = {key: value for key, value in (("tracking_uri", tracking_uri), ("registry_uri", registry_uri))
+                 if value is not None}
+        super().__init__(artifact_uri, **given)
         if not artifact_uri.startswith(f"{SCHEME}://"):
             raise ValueError(f"expected a {SCHEME}:// URI, got {artifact_uri!r}")
         s3_uri = "s3" + artifact_uri[len(SCHEME):]
-        self._s3 = S3ArtifactRepository(s3_uri, tracking_uri=tracking_uri, registry_uri=registry_uri)
+        self._s3 = S3ArtifactRepository(s3_uri, **given)
 
     def log_artifact(self, local_file, artifact_path=None):
         return self._s3.log_artifact(local_file, artifact_path)

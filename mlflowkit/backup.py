@@ -22,7 +22,7 @@ import tarfile
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import IO, Any
@@ -30,6 +30,7 @@ from urllib.parse import urlparse
 
 from mlflowkit import __version__
 from mlflowkit.client import Client
+from mlflowkit.docker import Compose
 from mlflowkit.errors import KitError
 from mlflowkit.stack import Stack
 from mlflowkit.topology import LOCAL_ARTIFACTS, Backend
@@ -254,6 +255,7 @@ def restore(stack: Stack, source: Path, log: Log, *, force: bool = False) -> Man
     resuming = marker.is_file() and json.loads(marker.read_text()).get("source") == str(source.resolve())
     if not _running(stack):
         stack.up()
+    _forget_sqlite_connections(stack)
     client = Client(stack.connection())
     present = counts(client)
     if not (force or resuming or is_empty(present)):
@@ -319,8 +321,8 @@ def _restore_artifacts(stack: Stack, directory: Path, manifest: Manifest, log: L
                     log(f"restore: artifacts: {number}/{len(manifest.artifacts)} objects sent")
 
     log(f"restore: artifacts: {len(manifest.artifacts)} objects into the bucket")
-    stack.compose().input("run", "--rm", "--no-deps", "-T", "--entrypoint", "python", S3_SERVICE, "-c",
-                          S3_SCRIPT.read_text(), "import", write=write, timeout=stack.settings.command_timeout * 10)
+    compose, args = _s3_command(stack, "import")
+    compose.input(*args, write=write, timeout=stack.settings.command_timeout * 10)
 
 
 def verify(stack: Stack, manifest: Manifest, log: Log) -> None:
@@ -341,8 +343,8 @@ def _checksums(stack: Stack) -> dict[str, str]:
     if not stack.topology.uses_s3:
         source = _local_artifacts(stack)
         return {p.relative_to(source).as_posix(): _sha256(p) for p in source.rglob("*") if p.is_file()}
-    out = stack.compose().call("run", "--rm", "--no-deps", "-T", "--entrypoint", "python", S3_SERVICE, "-c",
-                               S3_SCRIPT.read_text(), "checksums", timeout=stack.settings.command_timeout * 5)
+    compose, args = _s3_command(stack, "checksums")
+    out = compose.call(*args, timeout=stack.settings.command_timeout * 5)
     return json.loads(out.strip().splitlines()[-1])
 
 
@@ -410,12 +412,35 @@ def _inside(directory: Path, key: str) -> Path:
     return path
 
 
+def _s3_command(stack: Stack, mode: str) -> tuple[Compose, list[str]]:
+    """:mod:`mlflowkit.s3_objects` in the stack's S3 one-shot: the script travels in the environment."""
+    compose = stack.compose()
+    compose = replace(compose, env={**(compose.env or {}), "MLFLOWKIT_S3_SCRIPT": S3_SCRIPT.read_text()})
+    return compose, ["run", "--rm", "--no-deps", "-T", "-e", "MLFLOWKIT_S3_SCRIPT", "--entrypoint", "python",
+                     S3_SERVICE, "-c", 'import os; exec(os.environ["MLFLOWKIT_S3_SCRIPT"])', mode]
+
+
 @contextmanager
 def _s3(stack: Stack, mode: str) -> Iterator[IO[bytes]]:
     """The output of :mod:`mlflowkit.s3_objects` run in the stack's S3 one-shot."""
-    with stack.compose().output("run", "--rm", "--no-deps", "-T", "--entrypoint", "python", S3_SERVICE, "-c",
-                                S3_SCRIPT.read_text(), mode, timeout=stack.settings.command_timeout * 10) as out:
+    compose, args = _s3_command(stack, mode)
+    with compose.output(*args, timeout=stack.settings.command_timeout * 10) as out:
         yield out
+
+
+def _forget_sqlite_connections(stack: Stack) -> None:
+    """MLflow keeps one engine per database URI in this process; its pooled connections to a SQLite file that was
+    deleted and made again would go on reading the old file. Close them (new ones open the file as it is now)."""
+    if stack.topology.backend is not Backend.SQLITE:
+        return
+    from mlflow.store.model_registry.sqlalchemy_store import SqlAlchemyStore as RegistryStore
+    from mlflow.store.tracking.sqlalchemy_store import SqlAlchemyStore as TrackingStore
+
+    uri = stack.connection().tracking_uri
+    for store in (TrackingStore, RegistryStore):
+        engine = store._engine_map.get(uri)
+        if engine is not None:
+            engine.dispose()
 
 
 def _server_version(stack: Stack) -> str:

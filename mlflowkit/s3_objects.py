@@ -8,6 +8,9 @@ Modes:
   export     every object as a tar stream on stdout (member name = object key)
   import     objects from a tar stream on stdin (overwrites keys that exist); prints how many
   checksums  {key: sha256} of every object, as JSON on stdout
+
+The kit hands this file over in the environment variable MLFLOWKIT_S3_SCRIPT (command lines stay short and
+readable in errors): ``python -c 'import os; exec(os.environ["MLFLOWKIT_S3_SCRIPT"])' MODE``.
 """
 
 from __future__ import annotations
@@ -42,7 +45,7 @@ def main(mode: str) -> None:
         with tarfile.open(fileobj=sys.stdin.buffer, mode="r|") as tar:
             for member in tar:
                 if member.isfile():
-                    s3.upload_fileobj(tar.extractfile(member), bucket, member.name)
+                    s3.upload_fileobj(_Forward(tar.extractfile(member)), bucket, member.name)
                     count += 1
         print(count)
     elif mode == "checksums":
@@ -57,6 +60,16 @@ def main(mode: str) -> None:
         json.dump(sums, sys.stdout)
     else:
         sys.exit(f"unknown mode {mode!r}: export, import or checksums")
+
+
+class _Forward:
+    """A tar member read front to back: boto3 asks a file object whether it can seek; this one says no."""
+
+    def __init__(self, source):
+        self.read = source.read
+
+    def seekable(self) -> bool:
+        return False
 
 
 if __name__ == "__main__":

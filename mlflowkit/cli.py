@@ -224,6 +224,32 @@ def gc(name: TopologyArg,
 
 @app.command()
 @guarded
+def migrate(source: TopologyArg, target: TopologyArg,
+            force: Annotated[bool, typer.Option(help="replace everything the target holds (it must be empty "
+                                                     "otherwise: two stores are never merged)")] = False) -> None:
+    """Move every experiment, run, model and artifact of one topology's stack into another's, IDs and timestamps
+    kept; ends with counts side by side and a field-by-field check of a sample."""
+    from mlflowkit import migrate as migration
+
+    migration.route(topology.get(source), topology.get(target))  # bad pairs fail before the engine is asked
+    outcome = migration.migrate(_stack(source), _stack(target), _log, force=force)
+    table = Table("kind", source, target, "", title=f"migrate {source} -> {target} ({outcome.seconds:.0f} s)")
+    for kind, had, got, verdict in outcome.counts:
+        table.add_row(kind, str(had), "-" if got is None else str(got),
+                      f"[green]{verdict}[/]" if verdict.startswith("equal") else f"[red]{verdict}[/]")
+    out.print(table)
+    sample = Table("sample", "", "detail", title="field-by-field check")
+    for item, equal, detail in outcome.sample:
+        sample.add_row(item, "[green]equal[/]" if equal else "[red]DIFFERS[/]", detail)
+    out.print(sample)
+    for old, new in outcome.renumbered.items():
+        out.print(f"experiment id {old} -> {new}", markup=False, highlight=False)
+    if not outcome.ok:
+        raise KitError(f"{source} -> {target}: the target differs from the source (see the tables above).")
+
+
+@app.command()
+@guarded
 def down(name: TopologyArg,
          volumes: Annotated[bool, typer.Option(help="also delete the stack's data volumes")] = False) -> None:
     """Stop and remove the stack's containers (its data volumes stay unless --volumes)."""

@@ -1,0 +1,112 @@
+"""`mlflowkit migrate` on real stacks: populate a source (validation run, model and alias, a trace, a metric
+history), migrate, then every count equal, the sample equal field by field, IDs and timestamps kept, and the
+migrated model served by the target through models:/mlflowkit-validation@champion. Two stacks at a time."""
+
+from __future__ import annotations
+
+import sys
+
+import pytest
+
+from mlflowkit import backup as backups
+from mlflowkit import migrate as migration
+from mlflowkit.client import Client
+from mlflowkit.errors import KitError
+from mlflowkit.sql_rows import INT32_MAX
+from mlflowkit.topology import TOPOLOGIES
+from mlflowkit.validate import MODEL_NAME, _train, validate_isolated
+from tests.e2e.test_stacks import assert_passed
+
+pytestmark = pytest.mark.e2e
+
+
+def log(message: str) -> None:
+    print(message, file=sys.stderr, flush=True)
+
+
+def populate(stack) -> str:
+    """The validation's run, model and alias, a trace with nested spans and a run with a metric history;
+    returns the history run's id."""
+    assert_passed(validate_isolated(stack), stack)
+    import mlflow
+
+    client = Client(stack.connection())
+    with client.connection.activate():
+        mlflow.set_experiment("migrate-traces")
+
+        @mlflow.trace
+        def inner(x: int) -> int:
+            return x * 2
+
+        @mlflow.trace
+        def outer(x: int) -> int:
+            return inner(x) + 1
+
+        assert outer(20) == 41
+    with client.run("migrate-history", run_name="history", tags={"team": "ml"}) as run:
+        run.log_params({"alpha": 0.5, "layers": 3})
+        for step in range(5):
+            run.log_metrics({"loss": 1 / (step + 1)}, step=step)
+        return run.run_id
+
+
+def migrate_and_check(source, target, history_run: str) -> migration.Outcome:
+    before = Client(source.connection()).get_run(history_run)
+    outcome = migration.migrate(source, target, log)
+    for row in outcome.counts + outcome.sample:
+        log(f"  {row}")
+    assert outcome.ok, (outcome.counts, [row for row in outcome.sample if not row[1]])
+    assert any(item == f"run {history_run}" for item, _, _ in outcome.sample)
+    assert any(item.startswith("trace ") for item, _, _ in outcome.sample)
+    assert any(item == f"model {MODEL_NAME}" for item, _, _ in outcome.sample)
+
+    after = Client(target.connection()).get_run(history_run)  # the same run ID, timestamps and values
+    assert (after.info.start_time, after.info.end_time) == (before.info.start_time, before.info.end_time)
+    assert after.data.params == {"alpha": "0.5", "layers": "3"} and after.data.tags["team"] == "ml"
+    target_root = migration.artifact_root(target.topology, target.env())
+    assert after.info.artifact_uri.startswith(target_root + "/"), after.info.artifact_uri
+
+    model, frame, expected = _train()
+    with target.serving() as served:  # models:/mlflowkit-validation@champion, migrated
+        assert served.predict(frame) == expected
+    with pytest.raises(KitError, match="already holds data"):
+        migration.migrate(source, target, log)
+    return outcome
+
+
+def test_sqlite_to_proxied(make_stack):
+    source, target = make_stack(TOPOLOGIES["sqlite"]), make_stack(TOPOLOGIES["proxied"])
+    source.up()
+    target.up()
+    history = populate(source)
+    migrate_and_check(source, target, history)
+    after = validate_isolated(target)  # the migrated stack takes new work: the next version, a fresh run
+    assert_passed(after, target)
+    assert int(after.model_version) == 2
+
+
+def test_file_to_postgres_s3_renumbers_experiments(make_stack):
+    source, target = make_stack(TOPOLOGIES["file"]), make_stack(TOPOLOGIES["postgres-s3"])
+    source.up()
+    target.up()
+    history = populate(source)
+    outcome = migrate_and_check(source, target, history)
+    assert outcome.renumbered and all(old > INT32_MAX >= new for old, new in outcome.renumbered.items())
+    client = Client(target.connection())
+    assert {e.name for e in client.experiments()} >= {"mlflowkit-validation", "migrate-traces", "migrate-history"}
+
+
+def test_proxied_to_artifacts_only(make_stack):
+    source, target = make_stack(TOPOLOGIES["proxied"]), make_stack(TOPOLOGIES["artifacts-only"])
+    source.up()
+    target.up()
+    history = populate(source)
+    migrate_and_check(source, target, history)
+    assert backups.counts(Client(target.connection()))["traces"] == 1
+
+
+def test_bad_input_is_one_line(e2e_settings):
+    from mlflowkit.stack import Stack
+
+    with pytest.raises(KitError, match="is not up"):
+        migration.migrate(Stack(TOPOLOGIES["sqlite"], e2e_settings), Stack(TOPOLOGIES["proxied"], e2e_settings), log)

@@ -39,8 +39,13 @@ MANAGED_VARIABLES = (
     "MLFLOW_TRACKING_USERNAME",
     "MLFLOW_TRACKING_PASSWORD",
     "MLFLOW_ALLOW_FILE_STORE",
+    "MLFLOW_DISABLE_TELEMETRY",
+    "DO_NOT_TRACK",
     *_FAST_FAILURE,
 )
+# MLflow 3 clients send usage telemetry unless one of these is set; a self-hosted (often air-gapped) stack's
+# clients do not, unless a Connection says telemetry=True (MLFLOW_DISABLE_TELEMETRY=false in from_env).
+TELEMETRY_OFF = {"MLFLOW_DISABLE_TELEMETRY": "true", "DO_NOT_TRACK": "true"}
 _LOCK = threading.RLock()
 _last_s3_identity: list[tuple[str | None, str | None]] = [(None, None)]
 
@@ -86,6 +91,7 @@ class Connection:
     # Where new experiments keep artifacts when the store has no server to decide (SQLite: else ./mlruns).
     artifact_location: str | None = None
     timeout: float = 60  # seconds per HTTP request
+    telemetry: bool = False  # True: MLflow's usage telemetry is left as MLflow has it (on)
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None) -> Connection:
@@ -106,6 +112,7 @@ class Connection:
             username=env.get("MLFLOW_TRACKING_USERNAME") or None,
             password=env.get("MLFLOW_TRACKING_PASSWORD") or None,
             artifact_location=env.get(ARTIFACT_LOCATION_VARIABLE) or None,
+            telemetry=env.get("MLFLOW_DISABLE_TELEMETRY", "").lower() in ("false", "0", "no"),
         )
 
     def environ(self) -> dict[str, str]:
@@ -124,6 +131,8 @@ class Connection:
             values[ARTIFACT_LOCATION_VARIABLE] = self.artifact_location
         if self.tracking_uri.startswith("file:") or "://" not in self.tracking_uri:
             values["MLFLOW_ALLOW_FILE_STORE"] = "true"  # MLflow >= 3.13 refuses file stores without it
+        if not self.telemetry:
+            values.update(TELEMETRY_OFF)
         return values
 
     @contextmanager

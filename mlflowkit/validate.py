@@ -18,7 +18,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
-from mlflowkit.client import Client, model_uri, to_jsonable
+from mlflowkit.client import TELEMETRY_OFF, Client, model_uri, to_jsonable
 from mlflowkit.errors import KitError
 from mlflowkit.settings import Settings
 from mlflowkit.stack import Stack
@@ -357,7 +357,7 @@ def clean_environment(settings: Settings) -> dict[str, str]:
     env.update(settings.environ())
     env.update(AWS_CONFIG_FILE="/nonexistent/mlflowkit-aws-config",
                AWS_SHARED_CREDENTIALS_FILE="/nonexistent/mlflowkit-aws-credentials",
-               AWS_EC2_METADATA_DISABLED="true", PYTHONUNBUFFERED="1")
+               AWS_EC2_METADATA_DISABLED="true", PYTHONUNBUFFERED="1", **TELEMETRY_OFF)
     return env
 
 

@@ -158,9 +158,11 @@ def test_connection_from_env_and_for_the_process_environment(monkeypatch):
     env = {"MLFLOW_TRACKING_URI": "http://h:1", "MLFLOW_S3_ENDPOINT_URL": "http://s3",
            "AWS_ACCESS_KEY_ID": "AKIDEXAMPLE", "AWS_SECRET_ACCESS_KEY": "SECRETEXAMPLE"}
     conn = Connection.from_env(env)
-    assert conn.environ() == env
+    assert conn.environ() == {**env, "MLFLOW_DISABLE_TELEMETRY": "true", "DO_NOT_TRACK": "true"}
     assert "EXAMPLE" not in repr(conn)  # keys stay out of logs and tracebacks
     assert Connection("file:///x").environ()["MLFLOW_ALLOW_FILE_STORE"] == "true"
+    opted_in = Connection.from_env({**env, "MLFLOW_DISABLE_TELEMETRY": "false"})
+    assert opted_in.telemetry and "DO_NOT_TRACK" not in opted_in.environ()
 
 
 def test_403_from_allowed_hosts_is_explained():

@@ -201,7 +201,7 @@ def _backup_artifacts(stack: Stack, directory: Path, log: Log) -> dict[str, str]
         log(f"backup: artifacts: {len(sums)} files from {source}")
         return sums
     log("backup: artifacts: every object of the bucket, through the stack's S3 one-shot")
-    with _s3(stack, "export") as objects, tarfile.open(fileobj=objects, mode="r|") as tar:
+    with s3_output(stack, "export") as objects, tarfile.open(fileobj=objects, mode="r|") as tar:
         for member in tar:
             if not member.isfile():
                 continue
@@ -321,7 +321,7 @@ def _restore_artifacts(stack: Stack, directory: Path, manifest: Manifest, log: L
                     log(f"restore: artifacts: {number}/{len(manifest.artifacts)} objects sent")
 
     log(f"restore: artifacts: {len(manifest.artifacts)} objects into the bucket")
-    compose, args = _s3_command(stack, "import")
+    compose, args = s3_command(stack, "import")
     compose.input(*args, write=write, timeout=stack.settings.command_timeout * 10)
 
 
@@ -343,7 +343,7 @@ def _checksums(stack: Stack) -> dict[str, str]:
     if not stack.topology.uses_s3:
         source = _local_artifacts(stack)
         return {p.relative_to(source).as_posix(): _sha256(p) for p in source.rglob("*") if p.is_file()}
-    compose, args = _s3_command(stack, "checksums")
+    compose, args = s3_command(stack, "checksums")
     out = compose.call(*args, timeout=stack.settings.command_timeout * 5)
     return json.loads(out.strip().splitlines()[-1])
 
@@ -412,7 +412,7 @@ def _inside(directory: Path, key: str) -> Path:
     return path
 
 
-def _s3_command(stack: Stack, mode: str) -> tuple[Compose, list[str]]:
+def s3_command(stack: Stack, mode: str) -> tuple[Compose, list[str]]:
     """:mod:`mlflowkit.s3_objects` in the stack's S3 one-shot: the script travels in the environment."""
     compose = stack.compose()
     compose = replace(compose, env={**(compose.env or {}), "MLFLOWKIT_S3_SCRIPT": S3_SCRIPT.read_text()})
@@ -421,9 +421,9 @@ def _s3_command(stack: Stack, mode: str) -> tuple[Compose, list[str]]:
 
 
 @contextmanager
-def _s3(stack: Stack, mode: str) -> Iterator[IO[bytes]]:
+def s3_output(stack: Stack, mode: str) -> Iterator[IO[bytes]]:
     """The output of :mod:`mlflowkit.s3_objects` run in the stack's S3 one-shot."""
-    compose, args = _s3_command(stack, mode)
+    compose, args = s3_command(stack, mode)
     with compose.output(*args, timeout=stack.settings.command_timeout * 10) as out:
         yield out
 

@@ -34,7 +34,7 @@ from enum import Enum
 from pathlib import Path
 from typing import IO, Any
 
-from mlflowkit.backup import S3_SCRIPT, S3_SERVICE, counts, is_empty
+from mlflowkit.backup import counts, is_empty, s3_command, s3_output
 from mlflowkit.client import Client
 from mlflowkit.errors import CommandError, KitError
 from mlflowkit.stack import Stack
@@ -42,7 +42,6 @@ from mlflowkit.topology import LOCAL_ARTIFACTS, ArtifactMode, Backend, Topology
 
 Log = Callable[[str], None]
 SQL_SCRIPT = Path(__file__).with_name("sql_rows.py")
-IMPORT_SCRIPT = Path(__file__).with_name("s3_import.py")
 # The PostgreSQL stacks' one-shot whose environment holds MLFLOW_BACKEND_STORE_URI (and SQLAlchemy + psycopg2).
 DB_SERVICE = "migrate"
 SAMPLE_RUNS = 3
@@ -306,11 +305,10 @@ def _postgres_to_postgres(source: Stack, target: Stack, pairs: list[tuple[str, s
         changed = json.loads(printed.strip().splitlines()[-1])["rewritten"]
         log(f"migrate: {changed} artifact URIs rewritten {pairs[0][0]}… -> {pairs[0][1]}…")
         log("migrate: artifacts: every object of the source's bucket into the target's (same keys)")
-        with _s3_output(source, "export") as objects:
-            imported = compose.input("run", "--rm", "--no-deps", "-T", "--entrypoint", "python", S3_SERVICE, "-c",
-                                   IMPORT_SCRIPT.read_text(),
-                                   write=lambda stdin: shutil.copyfileobj(objects, stdin),
-                                   timeout=target.settings.command_timeout * 10)
+        importer, args = s3_command(target, "import")
+        with s3_output(source, "export") as objects:
+            imported = importer.input(*args, write=lambda stdin: shutil.copyfileobj(objects, stdin),
+                                      timeout=target.settings.command_timeout * 10)
         log(f"migrate: artifacts: {imported.strip().splitlines()[-1]} objects copied")
 
 
@@ -361,15 +359,8 @@ def _upload(target: Stack, files: dict[str, Path], log: Log) -> None:
                     log(f"migrate: artifacts: {number}/{len(files)} files sent")
 
     log(f"migrate: artifacts: {len(files)} files into {target.topology.name}'s bucket")
-    target.compose().input("run", "--rm", "--no-deps", "-T", "--entrypoint", "python", S3_SERVICE, "-c",
-                           IMPORT_SCRIPT.read_text(), write=write, timeout=target.settings.command_timeout * 10)
-
-
-@contextmanager
-def _s3_output(stack: Stack, mode: str) -> Iterator[IO[bytes]]:
-    with stack.compose().output("run", "--rm", "--no-deps", "-T", "--entrypoint", "python", S3_SERVICE, "-c",
-                                S3_SCRIPT.read_text(), mode, timeout=stack.settings.command_timeout * 10) as out:
-        yield out
+    importer, args = s3_command(target, "import")
+    importer.input(*args, write=write, timeout=target.settings.command_timeout * 10)
 
 
 @contextmanager

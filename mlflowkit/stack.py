@@ -198,17 +198,16 @@ class Stack:
             # SQLite has no server to say where artifacts go (MLflow would use ./mlruns): beside the database.
             artifacts = f"file://{data}/{LOCAL_ARTIFACTS}" if backend is Backend.SQLITE else None
             return Connection(backend.local_uri(data), artifact_location=artifacts, timeout=timeout)
-        s3 = {}
-        if self.topology.client_needs_s3_credentials:
-            s3 = dict(
-                s3_endpoint_url=f"http://127.0.0.1:{values['S3_PORT']}",
-                aws_access_key_id=values["AWS_ACCESS_KEY_ID"],
-                aws_secret_access_key=values["AWS_SECRET_ACCESS_KEY"],
-            )
-        auth = {}
-        if values.get("MLFLOW_AUTH_ARGS"):
-            auth = dict(username=values["MLFLOW_AUTH_ADMIN_USERNAME"], password=values["MLFLOW_AUTH_ADMIN_PASSWORD"])
-        return Connection(self.ui_url(), timeout=timeout, **s3, **auth)
+        s3 = self.topology.client_needs_s3_credentials
+        auth = bool(values.get("MLFLOW_AUTH_ARGS"))
+        return Connection(
+            self.ui_url(), timeout=timeout,
+            s3_endpoint_url=f"http://127.0.0.1:{values['S3_PORT']}" if s3 else None,
+            aws_access_key_id=values["AWS_ACCESS_KEY_ID"] if s3 else None,
+            aws_secret_access_key=values["AWS_SECRET_ACCESS_KEY"] if s3 else None,
+            username=values["MLFLOW_AUTH_ADMIN_USERNAME"] if auth else None,
+            password=values["MLFLOW_AUTH_ADMIN_PASSWORD"] if auth else None,
+        )
 
     @property
     def auth_enabled(self) -> bool:

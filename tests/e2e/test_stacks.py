@@ -124,6 +124,8 @@ def test_built_images_hold_no_secret_and_run_as_non_root(e2e_settings):
         config = json.loads(run(["docker", "image", "inspect", image], timeout=30).stdout)[0]["Config"]
         env_names = [item.split("=", 1)[0] for item in config.get("Env") or []]
         assert not [n for n in env_names if any(w in n for w in ("PASSWORD", "SECRET", "ACCESS_KEY", "TOKEN"))]
+        if "mlflow" in image.split("/")[-1]:  # no usage telemetry from any MLflow container
+            assert {"MLFLOW_DISABLE_TELEMETRY=true", "DO_NOT_TRACK=true"} <= set(config.get("Env") or [])
         assert config.get("User") not in ("", "root", "0"), f"{image} runs as root"
         history = run(["docker", "history", "--no-trunc", "--format", "{{.CreatedBy}}", image], timeout=30).stdout
         assert "AWS_SECRET_ACCESS_KEY=" not in history and "POSTGRES_PASSWORD=" not in history

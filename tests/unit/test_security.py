@@ -123,3 +123,15 @@ def test_the_ca_bundle_reaches_builds_only_as_a_secret():
         dockerfile = re.sub(r"^#.*$", "", (ROOT / "stacks" / "images" / image / "Dockerfile").read_text(), flags=re.M)
         assert "host_ca" not in re.sub(r"--mount=type=secret,id=host_ca|/run/secrets/host_ca", "", dockerfile)
         assert not re.search(r"^(COPY|ADD) .*(\.crt|\.pem)", dockerfile, flags=re.M)
+
+
+def test_no_usage_telemetry_leaves_a_stack():
+    """MLflow 3 servers, clients and UI send usage telemetry unless told not to: every MLflow container is told by
+    its image, every client of a stack by the environment the kit gives it."""
+    from mlflowkit.client import Connection
+
+    dockerfile = (ROOT / "stacks" / "images" / "mlflow" / "Dockerfile").read_text()
+    env_block = dockerfile[dockerfile.rindex("\nENV "):]
+    assert "MLFLOW_DISABLE_TELEMETRY=true" in env_block and "DO_NOT_TRACK=true" in env_block
+    environ = Connection("http://127.0.0.1:5040").environ()
+    assert environ["MLFLOW_DISABLE_TELEMETRY"] == "true" and environ["DO_NOT_TRACK"] == "true"

@@ -38,14 +38,19 @@ def tutorial_env(settings: Settings, tmp_path) -> dict[str, str]:
     return env
 
 
-@pytest.mark.parametrize("name", list(TOPOLOGIES))
+# Day-two tutorials: each uses several topologies (its file name is not one).
+DAY_TWO = {"move-sqlite-to-proxied": ("sqlite", "proxied")}
+
+
+@pytest.mark.parametrize("name", [*TOPOLOGIES, *DAY_TWO])
 def test_tutorial_runs(name, e2e_settings, tmp_path, capsys):
     path = TUTORIALS / f"{name}.md"
     blocks = runnable_blocks(path)
     assert blocks, f"{path} has no runnable blocks"
     settings = dataclasses.replace(e2e_settings, project_prefix=PROJECT_PREFIX)
-    topology = TOPOLOGIES[name]
-    seed_env(settings, topology)
+    topologies = [TOPOLOGIES[each] for each in DAY_TWO.get(name, (name,))]
+    for topology in topologies:
+        seed_env(settings, topology)
     workdir = tmp_path / "work"
     workdir.mkdir()
     runner = TutorialRunner(tutorial_env(settings, tmp_path), workdir)
@@ -59,14 +64,16 @@ def test_tutorial_runs(name, e2e_settings, tmp_path, capsys):
                           + (f" [{outcome.session}]" if outcome.session else ""), end="", flush=True)
                 assert problem is None, f"{problem}:\n--- block ---\n{block.code}--- output ---\n" \
                                         f"{outcome.output[-6000:]}"
-        assert not Stack(topology, settings).states(), "the tutorial must end by taking its stack down"
+        for topology in topologies:
+            assert not Stack(topology, settings).states(), "the tutorial must end by taking its stacks down"
     finally:
         runner.close()
         (tmp_path / "transcript.txt").write_text("".join(  # what each block printed, for a failed run
             f"=== {o.block.source} [{o.session or 'bash'}] ok={o.ok} {o.seconds:.1f} s\n{o.output}\n"
             for o in runner.outcomes))
-        stack = Stack(topology, settings)
-        if stack.states() or stack.volumes():
-            stack.down(volumes=True)
+        for topology in topologies:
+            stack = Stack(topology, settings)
+            if stack.states() or stack.volumes():
+                stack.down(volumes=True)
         with capsys.disabled():
             print(f"\n  {time.monotonic() - start:5.1f} s  {name} in all", flush=True)

@@ -199,12 +199,8 @@ def check(stack: Stack, target: str) -> None:
                        f"{topology.name}`, then `mlflow db upgrade <its tracking URI>` with the new MLflow client")
         raise KitError(f"{topology.name} has no server-side database to migrate (no {MIGRATE} one-shot).",
                        hint=instead + ".")
-    known = versions(stack.settings)
-    if target not in known:
-        _version(target)
-        raise KitError(f"MLflow {target} has no pins in this kit; it has: {', '.join(known)}.",
-                       hint="add stacks/images/mlflow/mlflow-<version>.txt and its .lock "
-                       "(stacks/images/mlflow/mlflow-2.22.5.txt says how).")
+    _version(target)
+    lock_file(stack.settings, target)  # refuses a version without pins, naming the ones there are
 
 
 def running_version(stack: Stack) -> str:
@@ -359,9 +355,10 @@ def _roll_back(plan: Plan, failure: StepFailed, log: Log) -> None:
         backups.restore(stack, plan.backup_dir, log, force=True)
         stack.up()
         back = running_version(stack)
-    except (KitError, OSError) as exc:
+    except Exception as exc:  # noqa: BLE001 - whatever stops the rollback, the user gets the backup's path
+        cause = exc.message if isinstance(exc, KitError) else f"{type(exc).__name__}: {exc}"
         raise KitError(f"upgrade of {name} to {plan.target} failed at step {failure.step!r} ({failure.cause}), "
-                       f"and the rollback failed too ({exc}).",
+                       f"and the rollback failed too ({cause}).",
                        hint=f"the backup is {plan.backup_dir}: `mlflowkit restore {name} --from {plan.backup_dir} "
                        "--force` once the stack runs its old image again.") from None
     raise KitError(f"upgrade of {name} to MLflow {plan.target} failed at step {failure.step!r} ({failure.cause}); "

@@ -130,18 +130,24 @@ def _run(client: MlflowClient, run_id: str) -> dict:
     }
 
 
-def _artifacts(client: MlflowClient, run_id: str, path: str | None = None) -> dict[str, str]:
-    """Every file under the run's artifact root: its SHA-256, read back through the client."""
+def _artifacts(client: MlflowClient, run_id: str) -> dict[str, str]:
+    """Every file under the run's artifact root: its SHA-256, read back through the client's artifact repository
+    (built from the URI alone: MLflow 3.1's client hands the tracking URI to S3 as an access key otherwise)."""
+    from mlflow.store.artifact.artifact_repository_registry import get_artifact_repository
+
+    repository = get_artifact_repository(client.get_run(run_id).info.artifact_uri)
     digests: dict[str, str] = {}
-    for item in client.list_artifacts(run_id, path):
-        if item.is_dir:
-            digests.update(_artifacts(client, run_id, item.path))
-            continue
-        with tempfile.TemporaryDirectory() as tmp:
-            local = client.download_artifacts(run_id, item.path, tmp)
-            with open(local, "rb") as handle:
-                digests[item.path] = hashlib.sha256(handle.read()).hexdigest()
-    return digests
+    pending: list[str | None] = [None]
+    while pending:
+        for item in repository.list_artifacts(pending.pop()):
+            if item.is_dir:
+                pending.append(item.path)
+                continue
+            with tempfile.TemporaryDirectory() as tmp:
+                local = repository.download_artifacts(item.path, tmp)
+                with open(local, "rb") as handle:
+                    digests[item.path] = hashlib.sha256(handle.read()).hexdigest()
+    return dict(sorted(digests.items()))
 
 
 def main(argv: list[str]) -> None:

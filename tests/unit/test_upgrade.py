@@ -187,3 +187,17 @@ def test_a_failed_step_puts_the_old_image_and_the_backup_back_and_says_why(faili
 def test_every_topology_with_a_database_server_can_be_upgraded():
     upgradable = [t.name for t in TOPOLOGIES.values() if upgrade.MIGRATE in t.one_shots]
     assert {"postgres-s3", "proxied", "artifacts-only"} == set(upgradable)
+
+
+def test_a_rollback_that_fails_too_says_where_the_backup_is(tmp_path, monkeypatch):
+    stack, chosen, calls, _ = rigged(tmp_path, monkeypatch, fail="migrate")
+
+    def broken_restore(*args, **kwargs):
+        raise RuntimeError("S3 unreachable")
+
+    monkeypatch.setattr(sys.modules["mlflowkit.backup"], "restore", broken_restore)
+    with pytest.raises(KitError) as error:
+        upgrade.run(chosen, lambda _: None)
+    assert "failed at step 'migrate' (alembic.util.exc.CommandError: boom), and the rollback failed too " \
+        "(RuntimeError: S3 unreachable)" in error.value.message
+    assert f"`mlflowkit restore proxied --from {tmp_path / 'backup'} --force`" in error.value.hint

@@ -190,7 +190,7 @@ def fake_stack(monkeypatch):
 def test_one_stack_at_a_time_torn_down_after_failures_with_logs_in_the_report(pt, fake_stack):
     pt.makepyfile(test_two="""
         def test_ok(mlflow_connection, mlflow_environ):
-            assert mlflow_environ == {"MLFLOW_TRACKING_URI": "http://127.0.0.1:1"}
+            assert mlflow_environ["MLFLOW_TRACKING_URI"] == "http://127.0.0.1:1"
 
         def test_fails(mlflow_stack):
             assert False, "deliberately"

@@ -61,3 +61,8 @@ lock-images: venv
 	$(VENV)/bin/uv pip compile stacks/images/mlflow/requirements.txt --generate-hashes --universal \
 	  --python-version 3.11 --no-header --quiet -o stacks/images/mlflow/requirements.lock.new
 	mv stacks/images/mlflow/requirements.lock.new stacks/images/mlflow/requirements.lock
+	# The older versions `mlflowkit upgrade` starts from (mlflow-<version>.txt -> .lock beside it).
+	for pins in stacks/images/mlflow/mlflow-*.txt; do \
+	  $(VENV)/bin/uv pip compile "$$pins" --generate-hashes --universal --python-version 3.11 --no-header --quiet \
+	    -o "$${pins%.txt}.lock.new" && mv "$${pins%.txt}.lock.new" "$${pins%.txt}.lock" || exit 1; \
+	done

@@ -149,7 +149,7 @@ def backup(stack: Stack, target: Path, log: Log) -> Manifest:
         metadata = _backup_metadata(stack, target / "metadata", log)
         artifacts = _backup_artifacts(stack, target / "artifacts", log)
         manifest = Manifest(topology=stack.topology.name, kit_version=__version__,
-                            mlflow_version=_server_version(stack), created=_now(), metadata=metadata,
+                            mlflow_version=stack.server_version(), created=_now(), metadata=metadata,
                             counts=before, artifacts=artifacts, data_dir=_data_dir(stack))
         _check_models_are_in(client, stack, artifacts)
         manifest.write(target)
@@ -256,9 +256,9 @@ def restore(stack: Stack, source: Path, log: Log, *, force: bool = False) -> Man
     if not _running(stack):
         stack.up()
     _forget_sqlite_connections(stack)
-    client = Client(stack.connection())
-    present = counts(client)
-    if not (force or resuming or is_empty(present)):
+    # Counted only when it decides something: after a failed upgrade the old server may not read the schema.
+    present = {} if force or resuming else counts(Client(stack.connection()))
+    if present and not is_empty(present):
         raise KitError(f"{stack.topology.name} holds data ({_describe(present)}); restore needs an empty stack.",
                        hint="restore into a new stack (`mlflowkit down --volumes` first deletes this one's data), or "
                        "pass --force to replace what it holds.")
@@ -441,20 +441,6 @@ def _forget_sqlite_connections(stack: Stack) -> None:
         engine = store._engine_map.get(uri)
         if engine is not None:
             engine.dispose()
-
-
-def _server_version(stack: Stack) -> str:
-    """The MLflow version the stack's server reports (its UI server for the local topologies)."""
-    import requests
-
-    connection = stack.connection()
-    auth = (connection.username, connection.password or "") if connection.username else None
-    try:
-        response = requests.get(f"{stack.ui_url()}/version", auth=auth, timeout=connection.timeout)
-        response.raise_for_status()
-        return response.text.strip()
-    except requests.RequestException as exc:
-        raise KitError(f"could not read the MLflow version of {stack.topology.name}: {exc}") from None
 
 
 def _sha256(path: Path) -> str:

@@ -150,6 +150,18 @@ def load(path: Path, topology: Topology) -> dict[str, str]:
     return values
 
 
+def set_value(path: Path, key: str, value: str | None) -> None:
+    """Set (or, with None, remove) ``key`` in an existing ``.env``: every other line kept as written, the key's
+    own line(s) dropped and ``KEY=value`` appended; written private through a new file."""
+    text = path.read_text()
+    kept = "".join(binding.original.string for binding in parse_stream(io.StringIO(text)) if binding.key != key)
+    if kept and not kept.endswith("\n"):
+        kept += "\n"
+    if value is not None:
+        kept += f"{key}={_quote(value)}\n"
+    _write_private(path, kept)
+
+
 def _write_private(path: Path, text: str) -> None:
     """Write ``path`` through a new temporary file that is private (0600) from its creation on: never a
     readable copy, whatever a stale file of the same name had."""

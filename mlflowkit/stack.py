@@ -209,6 +209,21 @@ class Stack:
             password=values["MLFLOW_AUTH_ADMIN_PASSWORD"] if auth else None,
         )
 
+    def server_version(self) -> str:
+        """The MLflow version the stack's server (the UI server of the local topologies) reports (``/version``)."""
+        import requests
+
+        connection = self.connection()
+        auth = (connection.username, connection.password or "") if connection.username else None
+        try:
+            response = requests.get(f"{self.ui_url()}/version", auth=auth, timeout=connection.timeout)
+            response.raise_for_status()
+        except requests.RequestException as exc:
+            raise KitError(f"the {self.topology.name} MLflow server does not answer /version: {exc}",
+                           hint=f"`mlflowkit status {self.topology.name}`, `mlflowkit up {self.topology.name}`.",
+                           ) from None
+        return response.text.strip()
+
     @property
     def auth_enabled(self) -> bool:
         return bool(self.env().get("MLFLOW_AUTH_ARGS"))

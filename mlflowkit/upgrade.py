@@ -15,10 +15,7 @@ sets ``MLFLOW_IMAGE`` (default: ``stacks/common/images.yaml``).
 from __future__ import annotations
 
 import dataclasses
-import io
-import os
 import re
-import tempfile
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -26,11 +23,10 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import TypeVar
 
-from dotenv.parser import parse_stream
 from packaging.requirements import InvalidRequirement, Requirement
 from packaging.version import InvalidVersion, Version
 
-from mlflowkit import images
+from mlflowkit import envfile, images
 from mlflowkit.docker import check_engine, image_exists
 from mlflowkit.errors import CommandError, KitError
 from mlflowkit.settings import Settings
@@ -147,25 +143,6 @@ def ensure_image(settings: Settings, version: str, log: Log) -> str:
 
 # --- the stack's .env -----------------------------------------------------------------------------------------
 
-def set_env_value(path: Path, key: str, value: str | None) -> None:
-    """Set (or, with None, remove) ``key`` in an existing ``.env``: every other line kept as written, the key's
-    own line(s) dropped and ``KEY=value`` appended; rewritten private (0600) through a new file."""
-    text = path.read_text()
-    kept = "".join(binding.original.string for binding in parse_stream(io.StringIO(text)) if binding.key != key)
-    if kept and not kept.endswith("\n"):
-        kept += "\n"
-    if value is not None:
-        kept += f"{key}={value}\n"
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=".env-", suffix=".tmp")  # 0600 from its creation on
-    try:
-        with os.fdopen(fd, "w") as handle:
-            handle.write(kept)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-
-
 # --- the upgrade ------------------------------------------------------------------------------------------------
 
 @dataclass(frozen=True)
@@ -203,22 +180,6 @@ def check(stack: Stack, target: str) -> None:
     lock_file(stack.settings, target)  # refuses a version without pins, naming the ones there are
 
 
-def running_version(stack: Stack) -> str:
-    """The MLflow version the stack's tracking server reports (``/version``)."""
-    import requests
-
-    connection = stack.connection()
-    auth = (connection.username, connection.password or "") if connection.username else None
-    try:
-        response = requests.get(f"{stack.ui_url()}/version", auth=auth, timeout=connection.timeout)
-        response.raise_for_status()
-    except requests.RequestException as exc:
-        raise KitError(f"the {stack.topology.name} tracking server does not answer /version: {exc}",
-                       hint=f"`mlflowkit status {stack.topology.name}`, `mlflowkit up {stack.topology.name}`.",
-                       ) from None
-    return response.text.strip()
-
-
 def plan(stack: Stack, target: str, *, image: str | None = None, backup_dir: Path | None = None) -> Plan:
     """Check the request against the running stack: known version, a stack that is up, no downgrade."""
     check(stack, target)
@@ -230,7 +191,7 @@ def plan(stack: Stack, target: str, *, image: str | None = None, backup_dir: Pat
         raise KitError(f"{stack.topology.name} is not up ({', '.join(down)} not running); upgrade needs the "
                        "running stack (its data is backed up through it).",
                        hint=f"`mlflowkit up {stack.topology.name}` first.")
-    current = running_version(stack)
+    current = stack.server_version()
     if _version(target) < _version(current):
         raise KitError(f"{stack.topology.name} runs MLflow {current}; {target} would be a downgrade, which "
                        "MLflow's migrations cannot undo.",
@@ -292,7 +253,7 @@ def run(plan: Plan, log: Log) -> Path:
         since = step(3, "stop", ", ".join(servers))
         stopped = [*servers, *([topology.serve_service] if serving else [])]
         _attempt("stop", lambda: stack.compose(with_serve=True).call("stop", *stopped))
-        _attempt("stop", lambda: set_env_value(stack.env_file, IMAGE_VARIABLE, image))
+        _attempt("stop", lambda: envfile.set_value(stack.env_file, IMAGE_VARIABLE, image))
         done(3, "stop", since, f"{IMAGE_VARIABLE}={image} in {stack.env_file}")
         since = step(4, "migrate", f"mlflow db upgrade with {image}")
         output = _attempt("migrate", lambda: stack.compose().call(
@@ -301,7 +262,7 @@ def run(plan: Plan, log: Log) -> Path:
         since = step(5, "start", ", ".join(servers))
         _attempt("start", lambda: stack.compose().up(servers, timeout=stack.settings.up_timeout, no_deps=True,
                                                      progress=False))
-        now = _attempt("start", lambda: running_version(stack))
+        now = _attempt("start", lambda: stack.server_version())
         if now != plan.target:
             raise StepFailed("start", f"the server reports MLflow {now}, not {plan.target}")
         done(5, "start", since, f"MLflow {now}")
@@ -346,7 +307,7 @@ def _roll_back(plan: Plan, failure: StepFailed, log: Log) -> None:
     name = stack.topology.name
     log(f"upgrade: step {failure.step!r} failed ({failure.cause}); rolling back to MLflow {plan.current}")
     try:
-        set_env_value(stack.env_file, IMAGE_VARIABLE, plan.old_image)
+        envfile.set_value(stack.env_file, IMAGE_VARIABLE, plan.old_image)
         try:  # restore talks to the servers; the old ones start unless the migration got far enough to change
             stack.up(keep=True)  # the schema (keep: the stores stay up for the restore either way)
         except KitError as exc:
@@ -354,7 +315,7 @@ def _roll_back(plan: Plan, failure: StepFailed, log: Log) -> None:
                 f"({exc.message}); restoring with its servers stopped")
         backups.restore(stack, plan.backup_dir, log, force=True)
         stack.up()
-        back = running_version(stack)
+        back = stack.server_version()
     except Exception as exc:  # noqa: BLE001 - whatever stops the rollback, the user gets the backup's path
         cause = exc.message if isinstance(exc, KitError) else f"{type(exc).__name__}: {exc}"
         raise KitError(f"upgrade of {name} to {plan.target} failed at step {failure.step!r} ({failure.cause}), "

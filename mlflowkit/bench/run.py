@@ -450,12 +450,8 @@ def _seed_env(stack: Stack) -> None:
 
 def _set_env(stack: Stack, **values: str | None) -> None:
     """Set (or, for None, remove) keys of the stack's .env."""
-    text = stack.env_file.read_text()
     for key, value in values.items():
-        text = re.sub(rf"^{key}=.*\n?", "", text, flags=re.M)
-        if value is not None:
-            text += f"{key}={value}\n"
-    stack.env_file.write_text(text)
+        envfile.set_value(stack.env_file, key, value)
 
 
 def _wait_http(url: str, timeout: float) -> None:

@@ -17,7 +17,7 @@ from pathlib import Path
 
 import pytest
 
-from mlflowkit import upgrade
+from mlflowkit import envfile, upgrade
 from mlflowkit.client import Client
 from mlflowkit.docker import run
 from mlflowkit.errors import KitError
@@ -33,7 +33,7 @@ pytestmark = pytest.mark.e2e
 def start_old(stack: Stack, version: str) -> Stack:
     """Bring ``stack`` (its .env naming the kit's image of MLflow ``version``) up; check the server's version."""
     stack.up()
-    assert upgrade.running_version(stack) == version
+    assert stack.server_version() == version
     return stack
 
 
@@ -49,7 +49,7 @@ def assert_champion_served(stack: Stack, written: old_clients.Written) -> None:
     """The pre-upgrade champion, served by the stack's serving service (the new image), predicts as before."""
     import pandas as pd
 
-    upgrade.set_env_value(stack.env_file, "SERVE_MODEL_URI", f"models:/{old_clients.MODEL_NAME}@champion")
+    envfile.set_value(stack.env_file, "SERVE_MODEL_URI", f"models:/{old_clients.MODEL_NAME}@champion")
     sample = written.snapshot["predict"]
     with stack.serving() as served:
         predicted = served.predict(pd.DataFrame(sample["input"]["data"], columns=sample["input"]["columns"]))
@@ -74,7 +74,7 @@ def test_a_2_22_stack_upgrades_with_all_its_data(topology, e2e_settings, make_st
     backup_dir = upgrade.upgrade(stack, "3.17.2", _log)
     _log(f"upgrade of {topology.name} from 2.22.5: {time.monotonic() - started:.0f} s")
 
-    assert upgrade.running_version(stack) == "3.17.2"
+    assert stack.server_version() == "3.17.2"
     assert stack.env()[upgrade.IMAGE_VARIABLE] == upgrade.image_for(stack.settings, "3.17.2")
     assert (backup_dir / "manifest.json").is_file()
     assert_kept(stack, written)
@@ -133,7 +133,7 @@ def test_a_failed_upgrade_rolls_back_with_nothing_lost(stack_3_1, image_whose_mi
     assert "failed at step 'migrate' (simulated failure: this image cannot migrate" in message, message
     assert "rolled back: it runs MLflow 3.1.4" in message and "\n" not in message, message
 
-    assert upgrade.running_version(stack) == "3.1.4"
+    assert stack.server_version() == "3.1.4"
     assert stack.env()[upgrade.IMAGE_VARIABLE] == upgrade.image_for(stack.settings, "3.1.4")
     assert counts(stack) == before
     after = old_clients.read_back(stack, written, python=old_clients.client_python("3.1.4"))
@@ -144,6 +144,6 @@ def test_a_failed_upgrade_rolls_back_with_nothing_lost(stack_3_1, image_whose_mi
 def test_a_3_1_stack_upgrades_with_all_its_data(stack_3_1):
     stack, written = stack_3_1
     upgrade.upgrade(stack, "3.17.2", _log)
-    assert upgrade.running_version(stack) == "3.17.2"
+    assert stack.server_version() == "3.17.2"
     assert_kept(stack, written)
     assert_champion_served(stack, written)

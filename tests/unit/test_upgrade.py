@@ -13,7 +13,7 @@ import pytest
 from typer.testing import CliRunner
 
 import mlflowkit
-from mlflowkit import upgrade
+from mlflowkit import envfile, upgrade
 from mlflowkit.cli import app
 from mlflowkit.errors import CommandError, KitError
 from mlflowkit.settings import Settings
@@ -64,7 +64,7 @@ def engine(monkeypatch):
     ("3.17.2", "3.17.2", "already runs MLflow 3.17.2: nothing to upgrade"),
 ])
 def test_a_downgrade_or_no_change_is_refused(running, target, expected, tmp_path, engine, monkeypatch):
-    monkeypatch.setattr(upgrade, "running_version", lambda stack: running)
+    monkeypatch.setattr(Stack, "server_version", lambda stack: running)
     with pytest.raises(KitError, match=re.escape(expected)):
         upgrade.plan(fake_stack(tmp_path), target)
 
@@ -110,11 +110,11 @@ def test_the_image_build_takes_the_lock_from_a_build_arg_defaulting_to_the_kits_
 def test_set_env_value_replaces_appends_and_removes_keeping_the_rest(tmp_path):
     path = tmp_path / ".env"
     path.write_text("# mine\nMLFLOW_PORT=5040  # moved\nMLFLOW_IMAGE=old:1\nS3_BUCKET='my bucket'")
-    upgrade.set_env_value(path, "MLFLOW_IMAGE", "mlflowkit/mlflow:3.17.2")
+    envfile.set_value(path, "MLFLOW_IMAGE", "mlflowkit/mlflow:3.17.2")
     assert path.read_text() == ("# mine\nMLFLOW_PORT=5040  # moved\nS3_BUCKET='my bucket'\n"
                                 "MLFLOW_IMAGE=mlflowkit/mlflow:3.17.2\n")
     assert stat.S_IMODE(path.stat().st_mode) == 0o600
-    upgrade.set_env_value(path, "MLFLOW_IMAGE", None)
+    envfile.set_value(path, "MLFLOW_IMAGE", None)
     assert path.read_text() == "# mine\nMLFLOW_PORT=5040  # moved\nS3_BUCKET='my bucket'\n"
 
 
@@ -143,7 +143,7 @@ def rigged(tmp_path, monkeypatch, fail: str | None):
     stack.up = lambda **kwargs: calls.append(("stack.up",))  # type: ignore[method-assign]
     images_seen: list = []
     # The fake server runs the version its .env's image is tagged with.
-    monkeypatch.setattr(upgrade, "running_version", lambda s: s.env()["MLFLOW_IMAGE"].rsplit(":", 1)[1])
+    monkeypatch.setattr(Stack, "server_version", lambda s: s.env()["MLFLOW_IMAGE"].rsplit(":", 1)[1])
     monkeypatch.setattr(upgrade, "image_exists", lambda image: True)
     monkeypatch.setattr(upgrade, "_validate", lambda s: images_seen.append(s.env()["MLFLOW_IMAGE"]))
     backups = SimpleNamespace(

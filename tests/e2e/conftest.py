@@ -62,3 +62,34 @@ def make_stack(e2e_settings: Settings) -> Iterator:
     for stack in made:
         if stack.states() or stack.volumes():
             stack.down(volumes=True)
+
+
+def populate(stack, label: str) -> str:
+    """Day-two data: the validation's run, model and alias ``champion``, a trace with nested spans (experiment
+    ``<label>-traces``) and a run with params, a tag and a 5-step metric history (``<label>-history``); the
+    history run's id."""
+    import mlflow
+
+    from mlflowkit.client import Client
+    from mlflowkit.validate import validate_isolated
+
+    report = validate_isolated(stack)
+    assert report.ok, [f"{s.name}: {s.detail}" for s in report.steps if not s.ok]
+    client = Client(stack.connection())
+    with client.connection.activate():
+        mlflow.set_experiment(f"{label}-traces")
+
+        @mlflow.trace
+        def inner(x: int) -> int:
+            return x * 2
+
+        @mlflow.trace
+        def outer(x: int) -> int:
+            return inner(x) + 1
+
+        assert outer(20) == 41
+    with client.run(f"{label}-history", run_name="history", tags={"team": "ml"}) as run:
+        run.log_params({"alpha": 0.5, "layers": 3})
+        for step in range(5):
+            run.log_metrics({"loss": 1 / (step + 1)}, step=step)
+        return run.run_id

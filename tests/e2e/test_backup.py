@@ -15,6 +15,7 @@ from mlflowkit.client import Client
 from mlflowkit.errors import KitError
 from mlflowkit.topology import TOPOLOGIES
 from mlflowkit.validate import _train, validate_isolated
+from tests.e2e.conftest import populate
 from tests.e2e.test_stacks import assert_passed
 
 pytestmark = pytest.mark.e2e
@@ -22,30 +23,6 @@ pytestmark = pytest.mark.e2e
 
 def log(message: str) -> None:
     print(message, file=sys.stderr, flush=True)
-
-
-def populate(stack) -> dict:
-    """The validation's run, model and alias, plus a trace with nested spans and a second metric history."""
-    assert_passed(validate_isolated(stack), stack)
-    import mlflow
-
-    client = Client(stack.connection())
-    with client.connection.activate():
-        mlflow.set_experiment("backup-traces")
-
-        @mlflow.trace
-        def inner(x: int) -> int:
-            return x * 2
-
-        @mlflow.trace
-        def outer(x: int) -> int:
-            return inner(x) + 1
-
-        assert outer(20) == 41
-    with client.run("backup-history") as run:
-        for step in range(5):
-            run.log_metrics({"loss": 1 / (step + 1)}, step=step)
-    return backups.counts(client)
 
 
 def wipe(stack) -> None:
@@ -61,9 +38,10 @@ def wipe(stack) -> None:
 def test_backup_then_restore_into_an_empty_stack_gives_everything_back(name, make_stack, tmp_path, monkeypatch):
     stack = make_stack(TOPOLOGIES[name])
     stack.up()
-    before = populate(stack)
+    populate(stack, "backup")
+    before = backups.counts(Client(stack.connection()))
     assert before["runs"] >= 2 and before["model_versions"] == 1 and before["aliases"] == 1
-    assert before["metrics"] >= 3 + 3 + 5 and before.get("traces") == 1, before
+    assert before["metrics"] >= 3 + 3 + 5 and before["params"] >= 2 and before.get("traces") == 1, before
 
     snapshot = tmp_path / "snapshot"
     manifest = backups.backup(stack, snapshot, log)

@@ -15,6 +15,7 @@ from mlflowkit.errors import KitError
 from mlflowkit.sql_rows import INT32_MAX
 from mlflowkit.topology import TOPOLOGIES
 from mlflowkit.validate import MODEL_NAME, _train, validate_isolated
+from tests.e2e.conftest import populate
 from tests.e2e.test_stacks import assert_passed
 
 pytestmark = pytest.mark.e2e
@@ -22,32 +23,6 @@ pytestmark = pytest.mark.e2e
 
 def log(message: str) -> None:
     print(message, file=sys.stderr, flush=True)
-
-
-def populate(stack) -> str:
-    """The validation's run, model and alias, a trace with nested spans and a run with a metric history;
-    returns the history run's id."""
-    assert_passed(validate_isolated(stack), stack)
-    import mlflow
-
-    client = Client(stack.connection())
-    with client.connection.activate():
-        mlflow.set_experiment("migrate-traces")
-
-        @mlflow.trace
-        def inner(x: int) -> int:
-            return x * 2
-
-        @mlflow.trace
-        def outer(x: int) -> int:
-            return inner(x) + 1
-
-        assert outer(20) == 41
-    with client.run("migrate-history", run_name="history", tags={"team": "ml"}) as run:
-        run.log_params({"alpha": 0.5, "layers": 3})
-        for step in range(5):
-            run.log_metrics({"loss": 1 / (step + 1)}, step=step)
-        return run.run_id
 
 
 def migrate_and_check(source, target, history_run: str) -> migration.Outcome:
@@ -78,7 +53,7 @@ def test_sqlite_to_proxied(make_stack):
     source, target = make_stack(TOPOLOGIES["sqlite"]), make_stack(TOPOLOGIES["proxied"])
     source.up()
     target.up()
-    history = populate(source)
+    history = populate(source, "migrate")
     migrate_and_check(source, target, history)
     after = validate_isolated(target)  # the migrated stack takes new work: the next version, a fresh run
     assert_passed(after, target)
@@ -89,7 +64,7 @@ def test_file_to_postgres_s3_renumbers_experiments(make_stack):
     source, target = make_stack(TOPOLOGIES["file"]), make_stack(TOPOLOGIES["postgres-s3"])
     source.up()
     target.up()
-    history = populate(source)
+    history = populate(source, "migrate")
     outcome = migrate_and_check(source, target, history)
     assert outcome.renumbered and all(old > INT32_MAX >= new for old, new in outcome.renumbered.items())
     client = Client(target.connection())
@@ -100,7 +75,7 @@ def test_proxied_to_artifacts_only(make_stack):
     source, target = make_stack(TOPOLOGIES["proxied"]), make_stack(TOPOLOGIES["artifacts-only"])
     source.up()
     target.up()
-    history = populate(source)
+    history = populate(source, "migrate")
     migrate_and_check(source, target, history)
     assert backups.counts(Client(target.connection()))["traces"] == 1
 

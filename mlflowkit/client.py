@@ -159,6 +159,22 @@ class Connection:
 
 
 @contextmanager
+def _experiment_set_aside() -> Iterator[None]:
+    """MLflow's fluent ``start_run(run_id=…)`` refuses a run of another experiment than the one the caller's own
+    code chose with ``mlflow.set_experiment`` (process-global). The kit names its run explicitly, so that choice is
+    set aside for the block and put back after it."""
+    from mlflow.tracking import fluent
+
+    with _LOCK:
+        saved = fluent._active_experiment_id
+        fluent._active_experiment_id = None
+        try:
+            yield
+        finally:
+            fluent._active_experiment_id = saved
+
+
+@contextmanager
 def explain(action: str, connection: Connection) -> Iterator[None]:
     """Turn MLflow, HTTP and S3 failures into one KitError saying what was tried and why it failed."""
     try:
@@ -310,12 +326,14 @@ class Client:
         run = Run(self, created.info.run_id)
         try:
             if autolog:
-                with self.connection.activate(), mlflow.start_run(run_id=run.run_id):
+                with self.connection.activate(), _experiment_set_aside():
+                    mlflow.start_run(run_id=run.run_id)
                     mlflow.autolog()
                     try:
                         yield run
                     finally:
                         mlflow.autolog(disable=True)
+                        mlflow.end_run(status="RUNNING")  # Client.run sets the final status
             else:
                 yield run
         except BaseException:
@@ -494,8 +512,9 @@ class Run:
                 return flavor.log_model(model, name=name, **kwargs)
             # MLflow's flavours log into the active run: make this one active for the call, and leave it
             # RUNNING (Client.run sets the final status).
-            mlflow.start_run(run_id=self.run_id)
-            try:
-                return flavor.log_model(model, name=name, **kwargs)
-            finally:
-                mlflow.end_run(status="RUNNING")
+            with _experiment_set_aside():
+                mlflow.start_run(run_id=self.run_id)
+                try:
+                    return flavor.log_model(model, name=name, **kwargs)
+                finally:
+                    mlflow.end_run(status="RUNNING")

@@ -8,6 +8,7 @@ developer's own stacks are never touched.
 from __future__ import annotations
 
 import os
+import shutil
 import sys
 from collections.abc import Iterator
 
@@ -53,6 +54,8 @@ def make_stack(e2e_settings: Settings) -> Iterator:
 
     def make(topology: Topology, settings: Settings | None = None, **extra: str) -> Stack:
         settings = settings or e2e_settings
+        # A local topology's host data directory outlives `down --volumes`: each test starts from an empty one.
+        shutil.rmtree(settings.data_dir(topology.name), ignore_errors=True)
         seed_env(settings, topology, **extra)
         stack = Stack(topology, settings, log=_log)
         made.append(stack)
@@ -88,6 +91,7 @@ def populate(stack, label: str) -> str:
             return inner(x) + 1
 
         assert outer(20) == 41
+        mlflow.tracking.fluent._active_experiment_id = None  # not left to the tests that come after
     with client.run(f"{label}-history", run_name="history", tags={"team": "ml"}) as run:
         run.log_params({"alpha": 0.5, "layers": 3})
         for step in range(5):

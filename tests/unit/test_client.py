@@ -241,3 +241,19 @@ def test_from_env_reads_the_kits_artifact_location_and_environ_round_trips(tmp_p
     assert Connection.from_env(conn.environ()) == dataclasses.replace(conn, timeout=Connection.from_env(
         conn.environ()).timeout)
     assert conn.environ()["MLFLOWKIT_ARTIFACT_LOCATION"] == f"file://{tmp_path}/mlartifacts"
+
+
+def test_the_callers_own_set_experiment_does_not_break_the_kits_runs(client, iris):
+    """mlflow.set_experiment in the user's code is process-global; a kit run in another experiment still logs its
+    model (MLflow's start_run(run_id=…) would refuse it), and the user's choice is still there afterwards."""
+    from mlflow.tracking import fluent
+
+    frame, model = iris
+    with client.connection.activate():
+        chosen = mlflow.set_experiment("the-users-own").experiment_id
+    with client.run("the-kits") as run:
+        info = run.log_model(mlflow.sklearn, model, "model", input_example=frame.head(2),
+                             pip_requirements=["scikit-learn"])
+    assert info.run_id == run.run_id and client.get_run(run.run_id).info.status == "FINISHED"
+    assert fluent._active_experiment_id == chosen
+    fluent._active_experiment_id = None  # this test's own choice, not left to the next test

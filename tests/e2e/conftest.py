@@ -47,6 +47,16 @@ def seed_env(settings: Settings, topology: Topology, **extra: str) -> None:
     settings.env_file(topology.name).write_text("\n".join(lines) + "\n")
 
 
+def _close_sqlite_engines() -> None:
+    from mlflow.store.model_registry.sqlalchemy_store import SqlAlchemyStore as RegistryStore
+    from mlflow.store.tracking.sqlalchemy_store import SqlAlchemyStore as TrackingStore
+
+    for store in (TrackingStore, RegistryStore):
+        for uri, engine in list(store._engine_map.items()):
+            if uri.startswith("sqlite"):
+                engine.dispose()
+
+
 @pytest.fixture
 def make_stack(e2e_settings: Settings) -> Iterator:
     """Stacks made through this are taken down, volumes included, whatever the test did."""
@@ -54,8 +64,10 @@ def make_stack(e2e_settings: Settings) -> Iterator:
 
     def make(topology: Topology, settings: Settings | None = None, **extra: str) -> Stack:
         settings = settings or e2e_settings
-        # A local topology's host data directory outlives `down --volumes`: each test starts from an empty one.
+        # A local topology's host data directory outlives `down --volumes`: each test starts from an empty one,
+        # and this process's SQLite engines (MLflow caches one per URI) let go of the old files.
         shutil.rmtree(settings.data_dir(topology.name), ignore_errors=True)
+        _close_sqlite_engines()
         seed_env(settings, topology, **extra)
         stack = Stack(topology, settings, log=_log)
         made.append(stack)

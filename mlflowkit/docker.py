@@ -70,24 +70,13 @@ def run_lines(argv: Sequence[str], *, timeout: float, on_line: Callable[[str], N
     tail: deque[str] = deque(maxlen=60)
     proc = subprocess.Popen(list(argv), stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
                             errors="replace", env=dict(env) if env is not None else None)
-    timed_out = _Deadline(proc, timeout)
-    try:
+    with _supervised(proc, timeout) as deadline:
         assert proc.stdout is not None
         for line in proc.stdout:
             tail.append(line.rstrip("\n"))
             on_line(line.rstrip("\n"))
         proc.wait()
-    except BaseException:
-        proc.kill()
-        proc.wait()
-        raise
-    finally:
-        timed_out.cancel()
-    output = "\n".join(tail)
-    if timed_out.is_set():
-        raise CommandTimeout(argv, timeout, "", output)
-    if proc.returncode != 0:
-        raise CommandError(argv, proc.returncode, "", output)
+    _check(argv, proc, deadline, timeout, "", "\n".join(tail))
 
 
 @contextmanager
@@ -124,8 +113,7 @@ def feed(argv: Sequence[str], write: Callable[[IO[bytes]], None], *, timeout: fl
     with tempfile.TemporaryFile() as out, tempfile.TemporaryFile() as err:
         proc = subprocess.Popen(list(argv), stdin=subprocess.PIPE, stdout=out, stderr=err,
                                 env=dict(env) if env is not None else None)
-        timed_out = _Deadline(proc, timeout)
-        try:
+        with _supervised(proc, timeout) as deadline:
             assert proc.stdin is not None
             try:
                 write(proc.stdin)
@@ -133,20 +121,34 @@ def feed(argv: Sequence[str], write: Callable[[IO[bytes]], None], *, timeout: fl
             except BrokenPipeError:  # the command ended early: its exit code and stderr say why
                 pass
             proc.wait()
-        except BaseException:
-            proc.kill()
-            proc.wait()
-            raise
-        finally:
-            timed_out.cancel()
         out.seek(0)
         err.seek(0)
         stdout, stderr = out.read().decode(errors="replace"), err.read().decode(errors="replace")
-    if timed_out.is_set():
+    _check(argv, proc, deadline, timeout, stdout, stderr)
+    return stdout
+
+
+@contextmanager
+def _supervised(proc: subprocess.Popen, timeout: float) -> Iterator[_Deadline]:
+    """The block drives ``proc``: it is killed when ``timeout`` passes or the block raises."""
+    deadline = _Deadline(proc, timeout)
+    try:
+        yield deadline
+    except BaseException:
+        proc.kill()
+        proc.wait()
+        raise
+    finally:
+        deadline.cancel()
+
+
+def _check(argv: Sequence[str], proc: subprocess.Popen, deadline: _Deadline, timeout: float, stdout: str,
+           stderr: str) -> None:
+    """CommandTimeout when the deadline killed ``proc``, CommandError on any other non-zero exit."""
+    if deadline.is_set():
         raise CommandTimeout(argv, timeout, stdout, stderr)
     if proc.returncode != 0:
         raise CommandError(argv, proc.returncode, stdout, stderr)
-    return stdout
 
 
 class _Deadline:

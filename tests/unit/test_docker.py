@@ -71,3 +71,27 @@ def test_old_compose_is_refused(tmp_path, monkeypatch):
     fake_docker(tmp_path, monkeypatch, 'case "$1" in info) echo 28.0;; compose) echo v2.20.0;; esac\n')
     with pytest.raises(ComposeMissing, match="found v2.20.0"):
         docker.check_engine()
+
+
+def test_run_lines_hands_over_each_line_and_fails_with_the_tail():
+    from mlflowkit.docker import run_lines
+
+    seen: list[str] = []
+    run_lines(["sh", "-c", "echo one; echo two >&2"], timeout=10, on_line=seen.append)
+    assert seen == ["one", "two"]
+    with pytest.raises(CommandError) as info:
+        run_lines(["sh", "-c", "echo broken; exit 3"], timeout=10, on_line=lambda line: None)
+    assert info.value.returncode == 3 and "broken" in info.value.stderr
+    with pytest.raises(CommandTimeout):
+        run_lines(["sleep", "5"], timeout=0.5, on_line=lambda line: None)
+
+
+def test_feed_writes_stdin_returns_stdout_and_fails_with_stderr():
+    from mlflowkit.docker import feed
+
+    assert feed(["cat"], lambda stdin: stdin.write(b"bytes in"), timeout=10) == "bytes in"
+    with pytest.raises(CommandError) as info:
+        feed(["sh", "-c", "echo nope >&2; exit 2"], lambda stdin: stdin.write(b"x" * 2**20), timeout=10)
+    assert info.value.returncode == 2 and "nope" in info.value.stderr
+    with pytest.raises(CommandTimeout):
+        feed(["sleep", "5"], lambda stdin: None, timeout=0.5)

@@ -38,6 +38,7 @@ MANAGED_VARIABLES = (
     "MLFLOW_HTTP_REQUEST_TIMEOUT",
     "MLFLOW_TRACKING_USERNAME",
     "MLFLOW_TRACKING_PASSWORD",
+    "MLFLOW_TRACKING_SERVER_CERT_PATH",
     "MLFLOW_ALLOW_FILE_STORE",
     "MLFLOW_DISABLE_TELEMETRY",
     "DO_NOT_TRACK",
@@ -88,6 +89,8 @@ class Connection:
     aws_secret_access_key: str | None = field(default=None, repr=False)
     username: str | None = None  # MLflow basic auth (`mlflowkit up --auth`)
     password: str | None = field(default=None, repr=False)
+    # A CA bundle (PEM) that signed an https tracking server's certificate, when the system store does not hold it.
+    server_cert_path: str | None = None
     # Where new experiments keep artifacts when the store has no server to decide (SQLite: else ./mlruns).
     artifact_location: str | None = None
     timeout: float = 60  # seconds per HTTP request
@@ -111,6 +114,7 @@ class Connection:
             aws_secret_access_key=env.get("AWS_SECRET_ACCESS_KEY") or None,
             username=env.get("MLFLOW_TRACKING_USERNAME") or None,
             password=env.get("MLFLOW_TRACKING_PASSWORD") or None,
+            server_cert_path=env.get("MLFLOW_TRACKING_SERVER_CERT_PATH") or None,
             artifact_location=env.get(ARTIFACT_LOCATION_VARIABLE) or None,
             telemetry=env.get("MLFLOW_DISABLE_TELEMETRY", "").lower() in ("false", "0", "no"),
         )
@@ -125,6 +129,7 @@ class Connection:
             "AWS_SECRET_ACCESS_KEY": self.aws_secret_access_key,
             "MLFLOW_TRACKING_USERNAME": self.username,
             "MLFLOW_TRACKING_PASSWORD": self.password,
+            "MLFLOW_TRACKING_SERVER_CERT_PATH": self.server_cert_path,
         }
         values.update({k: v for k, v in optional.items() if v})
         if self.artifact_location:

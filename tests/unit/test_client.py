@@ -156,8 +156,10 @@ def test_connection_from_env_and_for_the_process_environment(monkeypatch):
     with pytest.raises(KitError, match="MLFLOW_TRACKING_URI is not set"):
         Connection.from_env()
     env = {"MLFLOW_TRACKING_URI": "http://h:1", "MLFLOW_S3_ENDPOINT_URL": "http://s3",
-           "AWS_ACCESS_KEY_ID": "AKIDEXAMPLE", "AWS_SECRET_ACCESS_KEY": "SECRETEXAMPLE"}
+           "AWS_ACCESS_KEY_ID": "AKIDEXAMPLE", "AWS_SECRET_ACCESS_KEY": "SECRETEXAMPLE",
+           "MLFLOW_TRACKING_SERVER_CERT_PATH": "/etc/ca.pem"}
     conn = Connection.from_env(env)
+    assert conn.server_cert_path == "/etc/ca.pem"
     assert conn.environ() == {**env, "MLFLOW_DISABLE_TELEMETRY": "true", "DO_NOT_TRACK": "true"}
     assert "EXAMPLE" not in repr(conn)  # keys stay out of logs and tracebacks
     assert Connection("file:///x").environ()["MLFLOW_ALLOW_FILE_STORE"] == "true"

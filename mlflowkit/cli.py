@@ -110,9 +110,18 @@ def build(base: Annotated[str | None, typer.Option(help="base image (default: $B
 def up(name: TopologyArg, keep: Annotated[bool, typer.Option(help="leave failed containers for inspection")] = False,
        auth: Annotated[bool, typer.Option(help="MLflow's basic-auth app with a generated admin")] = False,
        free_ports: Annotated[bool, typer.Option(help="a new stack publishes on free 127.0.0.1 ports, not the "
-                                                     "defaults (an existing .env keeps its ports)")] = False) -> None:
+                                                     "defaults (an existing .env keeps its ports)")] = False,
+       mlflow: Annotated[str | None, typer.Option("--mlflow", metavar="VERSION",
+                                                  help="run this MLflow version (one the kit has pins for; "
+                                                       "default: the kit's). A stack with data moves with "
+                                                       "`upgrade`")] = None) -> None:
     """Build missing images, write the stack's .env, start it and wait until it is healthy."""
-    _stack(name).up(keep=keep, auth=auth, free_ports=free_ports)
+    stack = _stack(name)
+    if mlflow is not None:
+        from mlflowkit import upgrade as upgrades
+
+        upgrades.choose_version(stack, mlflow, _log)
+    stack.up(keep=keep, auth=auth, free_ports=free_ports)
 
 
 @app.command("validate")

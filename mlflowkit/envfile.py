@@ -152,8 +152,9 @@ def load(path: Path, topology: Topology) -> dict[str, str]:
 
 def set_value(path: Path, key: str, value: str | None) -> None:
     """Set (or, with None, remove) ``key`` in an existing ``.env``: every other line kept as written, the key's
-    own line(s) dropped and ``KEY=value`` appended; written private through a new file."""
-    text = path.read_text()
+    own line(s) dropped and ``KEY=value`` appended; written private through a new file (a missing file is
+    made with that one line: `up` adds the rest and keeps it)."""
+    text = path.read_text() if path.exists() else ""
     kept = "".join(binding.original.string for binding in parse_stream(io.StringIO(text)) if binding.key != key)
     if kept and not kept.endswith("\n"):
         kept += "\n"

@@ -143,6 +143,36 @@ def ensure_image(settings: Settings, version: str, log: Log) -> str:
 
 # --- the stack's .env -----------------------------------------------------------------------------------------
 
+# --- a new stack on another version ------------------------------------------------------------------------------
+
+def choose_version(stack: Stack, version: str, log: Log) -> None:
+    """Make ``stack`` run MLflow ``version`` from its next `up` (`mlflowkit up --mlflow VERSION`): the image built
+    from the kit's pins when missing, named in the stack's .env. Only for a stack without data of another version:
+    moving data between versions is `upgrade` (backup, migration, rollback)."""
+    _version(version)
+    lock_file(stack.settings, version)  # refuses a version without pins, naming the ones there are
+    check_engine()
+    wanted = image_for(stack.settings, version)
+    default = image_for(stack.settings, default_version(stack.settings))
+    current = (stack.env().get(IMAGE_VARIABLE) if stack.env_file.exists() else None) or default
+    if current != wanted and _holds_data(stack):
+        raise KitError(f"{stack.topology.name} already holds data of {current}; starting it on {wanted} "
+                       "would skip the migration between them.",
+                       hint=f"`mlflowkit upgrade {stack.topology.name} --to {version}` moves it with its data "
+                       f"(or `mlflowkit down {stack.topology.name} --volumes` to start empty).")
+    ensure_image(stack.settings, version, log)
+    envfile.set_value(stack.env_file, IMAGE_VARIABLE, None if wanted == default else wanted)
+    log(f"up: {stack.topology.name} runs MLflow {version} ({wanted})")
+
+
+def _holds_data(stack: Stack) -> bool:
+    if stack.states() or stack.volumes():
+        return True
+    values = stack.env() if stack.env_file.exists() else {}
+    data = Path(values.get("MLFLOW_DATA_DIR") or stack.settings.data_dir(stack.topology.name))
+    return stack.topology.uses_data_dir and data.is_dir() and any(data.iterdir())
+
+
 # --- the upgrade ------------------------------------------------------------------------------------------------
 
 @dataclass(frozen=True)

@@ -39,7 +39,7 @@ def tutorial_env(settings: Settings, tmp_path) -> dict[str, str]:
 
 
 # Day-two tutorials: each uses several topologies (its file name is not one).
-DAY_TWO = {"move-sqlite-to-proxied": ("sqlite", "proxied")}
+DAY_TWO = {"move-sqlite-to-proxied": ("sqlite", "proxied"), "upgrade-2-22-to-3-17": ("postgres-s3",)}
 
 
 @pytest.mark.parametrize("name", [*TOPOLOGIES, *DAY_TWO])

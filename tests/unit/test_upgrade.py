@@ -118,6 +118,29 @@ def test_set_env_value_replaces_appends_and_removes_keeping_the_rest(tmp_path):
     assert path.read_text() == "# mine\nMLFLOW_PORT=5040  # moved\nS3_BUCKET='my bucket'\n"
 
 
+def test_up_on_another_version_is_refused_for_a_stack_with_data_and_names_the_way(tmp_path, engine, monkeypatch):
+    stack = fake_stack(tmp_path)  # running: it holds data of the default image
+    monkeypatch.setattr(upgrade, "ensure_image", lambda *a: pytest.fail("built an image for a refused request"))
+    with pytest.raises(KitError, match="proxied already holds data of mlflowkit/mlflow:3.17.2") as error:
+        upgrade.choose_version(stack, "2.22.5", lambda _: None)
+    assert "`mlflowkit upgrade proxied --to 2.22.5`" in (error.value.hint or "")
+    assert "MLFLOW_IMAGE" not in stack.env_file.read_text()
+
+
+def test_up_on_another_version_names_its_image_in_a_new_env_file(tmp_path, engine, monkeypatch):
+    stack = fake_stack(tmp_path, states=[])
+    stack.env_file.unlink()
+    stack.volumes = lambda: []  # type: ignore[method-assign]
+    built = []
+    monkeypatch.setattr(upgrade, "ensure_image", lambda settings, version, log: built.append(version))
+    upgrade.choose_version(stack, "2.22.5", lambda _: None)
+    assert built == ["2.22.5"] and stack.env_file.read_text() == "MLFLOW_IMAGE=mlflowkit/mlflow:2.22.5\n"
+    upgrade.choose_version(stack, "3.17.2", lambda _: None)  # the kit's own version: the key goes
+    assert stack.env_file.read_text() == ""
+    with pytest.raises(KitError, match="MLflow 9.9.9 has no pins in this kit"):
+        upgrade.choose_version(stack, "9.9.9", lambda _: None)
+
+
 class FakeCompose:
     """Records the compose calls of an upgrade; ``fail`` makes the call whose args contain it fail."""
 

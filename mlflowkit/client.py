@@ -377,6 +377,43 @@ class Client:
         with self._call(f"reading logged model {model_id}") as c:
             return c.get_logged_model(model_id)
 
+    # --- traces ----------------------------------------------------------------------------------------
+
+    @contextmanager
+    def tracing(self, experiment: str) -> Iterator[str]:
+        """MLflow's own tracing (``@mlflow.trace``, ``mlflow.start_span``) records into ``experiment`` (created if
+        missing) of this connection for the block; yields the experiment's id. Traces are exported in the
+        background: the block's end waits until they are written (export errors are only logged by MLflow, so
+        read a trace back to know it landed)."""
+        import mlflow
+        from mlflow.tracking import fluent
+
+        experiment_id = self.experiment(experiment)
+        with self.connection.activate():  # the block's own errors stay its own (not explained as the kit's)
+            saved = fluent._active_experiment_id
+            fluent._active_experiment_id = experiment_id  # type: ignore[assignment]  # MLflow annotates it None
+            try:
+                yield experiment_id
+            finally:
+                fluent._active_experiment_id = saved
+                # Before activate() restores the tracking URI: that resets MLflow's tracer (and its queue).
+                mlflow.flush_trace_async_logging()
+
+    def get_trace(self, trace_id: str) -> Any:
+        """One trace with its spans (``mlflow.entities.Trace``: ``.info``, ``.data.spans``)."""
+        with self._call(f"reading trace {trace_id}") as c:
+            return c.get_trace(trace_id, display=False)
+
+    def search_traces(self, experiment: str, filter_string: str = "", max_results: int = 100) -> list[Any]:
+        """Traces of ``experiment`` matching ``filter_string`` (e.g. ``trace.name = 'x'``), newest first, with
+        their spans; [] when the experiment does not exist."""
+        with self._call(f"searching traces of {experiment!r}") as c:
+            found = c.get_experiment_by_name(experiment)
+            if found is None:
+                return []
+            return list(c.search_traces(locations=[found.experiment_id], filter_string=filter_string or None,
+                                        max_results=max_results, order_by=["timestamp_ms DESC"]))
+
     # --- registry --------------------------------------------------------------------------------------
 
     def register(self, source_uri: str, name: str) -> str:

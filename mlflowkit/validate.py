@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import subprocess
 import sys
 import tempfile
@@ -27,6 +28,11 @@ from mlflowkit.topology import ArtifactMode, Backend
 EXPERIMENT = "mlflowkit-validation"
 MODEL_NAME = "mlflowkit-validation"
 ALIAS = "champion"
+TRACE_NAME = "mlflowkit-validation-trace"
+# The trace validation logs: a root span and its child, each with an attribute of its own (names, parents and
+# attributes are read back and compared with this).
+TRACE_SPANS = {TRACE_NAME: None, "features": TRACE_NAME}
+TRACE_ROWS = 3
 
 
 @dataclass
@@ -66,6 +72,7 @@ class _State:
     run_id: str = ""
     model_id: str = ""
     version: str = ""
+    trace_id: str = ""
     earlier_runs: list[str] = field(default_factory=list)
 
 
@@ -139,6 +146,111 @@ def step_serve(s: _State) -> str:
         got = served.predict(s.frame)
     _expect(got == s.expected, f"served predictions {got} differ from local {s.expected}")
     return f"{served.url}/invocations: {len(got)} predictions equal local ones"
+
+
+def _traced_pipeline(topology: str) -> str:
+    """Two nested functions under MLflow's ``@mlflow.trace``, as a plain client writes them; the trace's id."""
+    import mlflow
+
+    @mlflow.trace(span_type="TOOL")
+    def features(rows: int) -> list[int]:
+        span = mlflow.get_current_active_span()
+        if span is not None:  # None only if tracing is off: then the read-back fails, saying so
+            span.set_attributes({"mlflowkit.rows": rows})
+        return list(range(rows))
+
+    @mlflow.trace(name=TRACE_NAME, attributes={"mlflowkit.topology": topology})
+    def pipeline(rows: int) -> int:
+        return sum(features(rows))
+
+    pipeline(TRACE_ROWS)
+    trace_id = mlflow.get_last_active_trace_id()
+    _expect(bool(trace_id), "@mlflow.trace recorded no trace (is tracing disabled in this environment?)")
+    return str(trace_id)
+
+
+def trace_problems(spans: list[Any], topology: str) -> list[str]:
+    """What differs between a trace's spans as read back and the ones :func:`_traced_pipeline` logged."""
+    by_name = {span.name: span for span in spans}
+    problems = []
+    if sorted(by_name) != sorted(TRACE_SPANS) or len(spans) != len(TRACE_SPANS):
+        problems.append(f"spans {sorted(span.name for span in spans)}, expected {sorted(TRACE_SPANS)}")
+    for name, parent in TRACE_SPANS.items():
+        span = by_name.get(name)
+        want = by_name[parent].span_id if parent in by_name else None
+        if span is not None and span.parent_id != want:
+            problems.append(f"span {name!r} has parent {span.parent_id}, expected {want} ({parent or 'none'})")
+    root, child = by_name.get(TRACE_NAME), by_name.get("features")
+    if root is not None and root.attributes.get("mlflowkit.topology") != topology:
+        problems.append(f"root attribute mlflowkit.topology={root.attributes.get('mlflowkit.topology')!r}")
+    if child is not None:
+        if child.attributes.get("mlflowkit.rows") != TRACE_ROWS:
+            problems.append(f"child attribute mlflowkit.rows={child.attributes.get('mlflowkit.rows')!r}")
+        if child.outputs != list(range(TRACE_ROWS)):
+            problems.append(f"child outputs {child.outputs!r}")
+    return problems
+
+
+def step_trace(s: _State) -> str:
+    """A trace of nested spans logged by ``@mlflow.trace``, read back whole and found by search_traces."""
+    name = s.stack.topology.name
+    with s.client.tracing(EXPERIMENT):
+        s.trace_id = _traced_pipeline(name)
+    trace = s.client.get_trace(s.trace_id)
+    state = str(getattr(trace.info.state, "value", trace.info.state))
+    _expect(state == "OK", f"trace {s.trace_id} has state {state}, not OK")
+    problems = trace_problems(list(trace.data.spans), name)
+    _expect(not problems, f"trace {s.trace_id} read back differs: " + "; ".join(problems))
+    found = [t.info.trace_id for t in s.client.search_traces(EXPERIMENT, f"trace.name = '{TRACE_NAME}'")]
+    _expect(s.trace_id in found, f"search_traces(name = {TRACE_NAME!r}) misses {s.trace_id} ({len(found)} found)")
+    return f"trace {s.trace_id}: {len(trace.data.spans)} nested spans and their attributes read back, found by search"
+
+
+_TRACE_ID = re.compile(r"tr-[0-9a-f]{32}")
+
+
+def _trace_rows_sql(trace_id: str) -> str:
+    """One query: the trace's trace_info rows and span rows, as "<traces> <spans>" (spans land in the database
+    when the store logs spans itself: the trace's tag mlflow.trace.spansLocation = TRACKING_STORE)."""
+    _expect(bool(_TRACE_ID.fullmatch(trace_id)), f"unexpected trace id {trace_id!r}")
+    return (f"SELECT (SELECT count(*) FROM trace_info WHERE request_id = '{trace_id}') || ' ' || "
+            f"(SELECT count(*) FROM spans WHERE trace_id = '{trace_id}')")
+
+
+def _expect_trace_rows(out: str, trace_id: str, where: str) -> str:
+    expected = f"1 {len(TRACE_SPANS)}"
+    _expect(out.strip() == expected, f"{where} has (trace rows, span rows) = ({out.strip()}) for {trace_id}, "
+            f"expected ({expected})")
+    return f"trace {trace_id}: 1 trace_info row and {len(TRACE_SPANS)} span rows in {where}"
+
+
+def step_trace_sqlite(s: _State) -> str:
+    import sqlite3
+
+    db = Path(s.stack.env()["MLFLOW_DATA_DIR"]) / str(s.stack.topology.backend.local_path)
+    with sqlite3.connect(f"file:{db}?mode=ro", uri=True, timeout=10) as conn:
+        out = conn.execute(_trace_rows_sql(s.trace_id)).fetchone()[0]
+    return _expect_trace_rows(out, s.trace_id, str(db))
+
+
+def step_trace_postgres(s: _State) -> str:
+    env = s.stack.env()
+    out = s.stack.compose().exec(
+        "postgres", ["psql", "-U", env["POSTGRES_USER"], "-d", env["POSTGRES_DB"], "-tAc", _trace_rows_sql(s.trace_id)])
+    return _expect_trace_rows(out, s.trace_id, "PostgreSQL")
+
+
+def step_trace_file(s: _State) -> str:
+    """A file store cannot hold spans: the client wrote them as traces.json where the trace's artifact location
+    tag says, which must be on disk under MLFLOW_DATA_DIR."""
+    data = Path(s.stack.env()["MLFLOW_DATA_DIR"])
+    location = s.client.get_trace(s.trace_id).info.tags.get("mlflow.artifactLocation", "")
+    path = Path(location.removeprefix("file://")) / "traces.json"
+    _expect(path.is_file(), f"trace {s.trace_id}: {path} (its artifact location) is not on disk")
+    _expect(data in path.parents, f"trace {s.trace_id}: {path} is outside MLFLOW_DATA_DIR {data}")
+    spans = json.loads(path.read_text()).get("spans", [])
+    _expect(len(spans) == len(TRACE_SPANS), f"{path} holds {len(spans)} span(s), expected {len(TRACE_SPANS)}")
+    return f"trace {s.trace_id}: {len(spans)} spans in {path}"
 
 
 def _artifact_uris(s: _State) -> dict[str, str]:
@@ -318,6 +430,12 @@ def steps_for(stack: Stack) -> list[tuple[str, Step]]:
         Backend.SQLITE: ("run in SQLite", step_metadata_sqlite),
         Backend.POSTGRESQL: ("run in PostgreSQL", step_metadata_postgres),
     }[topology.backend])
+    steps.append(("trace", step_trace))
+    steps.append({  # a SQL store keeps spans in rows; a file store has the client write them as an artifact
+        Backend.FILE: ("trace on disk", step_trace_file),
+        Backend.SQLITE: ("trace in SQLite", step_trace_sqlite),
+        Backend.POSTGRESQL: ("trace in PostgreSQL", step_trace_postgres),
+    }[topology.backend])
     return steps
 
 
@@ -337,7 +455,7 @@ def validate(stack: Stack, log: Callable[[str], None] | None = None) -> Report:
             detail, ok = f"{type(exc).__name__}: {exc}", False
         result = StepResult(name, ok, time.monotonic() - started, detail, logs)
         report.steps.append(result)
-        log(f"validate {stack.topology.name}: {name:<18} {'PASS' if ok else 'FAIL'} {result.seconds:6.1f} s  {detail}")
+        log(f"validate {stack.topology.name}: {name:<19} {'PASS' if ok else 'FAIL'} {result.seconds:6.1f} s  {detail}")
         if not ok:
             break
     report.run_id, report.model_version, report.earlier_runs = state.run_id, state.version, state.earlier_runs

@@ -1,0 +1,84 @@
+"""The validation's trace steps against local stores (SQLite, file) in a temporary directory: no engine."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from types import SimpleNamespace
+
+import pytest
+
+from mlflowkit import validate
+from mlflowkit.client import Client, Connection
+from mlflowkit.errors import KitError
+from mlflowkit.topology import TOPOLOGIES, Backend
+
+
+class LocalStack:
+    """What the trace steps read of a stack: its topology and its .env's data directory."""
+
+    def __init__(self, name: str, data: Path) -> None:
+        self.topology, self.data, self.auth_enabled = TOPOLOGIES[name], data, False
+
+    def env(self) -> dict[str, str]:
+        return {"MLFLOW_DATA_DIR": str(self.data)}
+
+
+def _state(name: str, tmp_path: Path) -> validate._State:
+    stack = LocalStack(name, tmp_path)
+    backend = stack.topology.backend
+    artifacts = f"file://{tmp_path}/mlartifacts" if backend is Backend.SQLITE else None
+    client = Client(Connection(backend.local_uri(str(tmp_path)), artifact_location=artifacts))
+    return validate._State(stack=stack, client=client)  # type: ignore[arg-type]
+
+
+@pytest.mark.parametrize(("name", "where"), [("sqlite", validate.step_trace_sqlite),
+                                             ("file", validate.step_trace_file)])
+def test_a_trace_is_logged_read_back_found_and_where_the_store_keeps_it(name, where, tmp_path):
+    state = _state(name, tmp_path)
+    detail = validate.step_trace(state)
+    assert state.trace_id in detail and "2 nested spans" in detail
+    assert state.trace_id in where(state)
+    # A second validation's trace is another one, and the first is still found.
+    first = state.trace_id
+    validate.step_trace(state)
+    assert state.trace_id != first
+    assert first in [t.info.trace_id for t in state.client.search_traces(validate.EXPERIMENT)]
+
+
+def test_where_the_trace_landed_fails_when_it_is_not_there(tmp_path):
+    state = _state("sqlite", tmp_path)
+    validate.step_trace(state)
+    state.trace_id = "tr-" + "0" * 32  # a trace the store does not have
+    with pytest.raises(KitError, match=r"\(trace rows, span rows\) = \(0 0\)"):
+        validate.step_trace_sqlite(state)
+    state.trace_id = "tr-1' OR '1'='1"
+    with pytest.raises(KitError, match="unexpected trace id"):
+        validate.step_trace_sqlite(state)
+
+
+def _span(name: str, span_id: str, parent: str | None, outputs=None, **attributes) -> SimpleNamespace:
+    return SimpleNamespace(name=name, span_id=span_id, parent_id=parent, attributes=attributes, outputs=outputs)
+
+
+GOOD = [_span(validate.TRACE_NAME, "a", None, **{"mlflowkit.topology": "proxied"}),
+        _span("features", "b", "a", list(range(validate.TRACE_ROWS)), **{"mlflowkit.rows": validate.TRACE_ROWS})]
+
+
+def test_trace_problems_accepts_the_logged_shape_and_names_each_difference():
+    assert validate.trace_problems(GOOD, "proxied") == []
+    assert validate.trace_problems(GOOD, "sqlite") == ["root attribute mlflowkit.topology='proxied'"]
+    flat = [GOOD[0], _span("features", "b", None, GOOD[1].outputs, **GOOD[1].attributes)]
+    assert validate.trace_problems(flat, "proxied") == ["span 'features' has parent None, expected a (mlflowkit-"
+                                                        "validation-trace)"]
+    assert "spans ['features'], expected" in validate.trace_problems(GOOD[1:], "proxied")[0]
+    no_attribute = [GOOD[0], _span("features", "b", "a", GOOD[1].outputs)]
+    assert validate.trace_problems(no_attribute, "proxied") == ["child attribute mlflowkit.rows=None"]
+
+
+@pytest.mark.parametrize("name", sorted(TOPOLOGIES))
+def test_every_topology_validates_a_trace_and_where_its_store_keeps_it(name):
+    stack = SimpleNamespace(topology=TOPOLOGIES[name], auth_enabled=False)
+    names = [step for step, _ in validate.steps_for(stack)]  # type: ignore[arg-type]
+    where = {Backend.FILE: "trace on disk", Backend.SQLITE: "trace in SQLite",
+             Backend.POSTGRESQL: "trace in PostgreSQL"}[TOPOLOGIES[name].backend]
+    assert names[-2:] == ["trace", where]

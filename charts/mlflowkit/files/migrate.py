@@ -1,0 +1,9 @@
+import os, sqlalchemy
+uri = os.environ["MLFLOW_BACKEND_STORE_URI"]
+engine = sqlalchemy.create_engine(uri)
+if not sqlalchemy.inspect(engine).get_table_names():
+    from mlflow.store.model_registry.sqlalchemy_store import SqlAlchemyStore
+    SqlAlchemyStore(uri)
+    print("an empty database: MLflow's tables created")
+engine.dispose()
+os.execvp("mlflow", ["mlflow", "db", "upgrade", uri])

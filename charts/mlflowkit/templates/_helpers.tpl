@@ -1,0 +1,226 @@
+{{/* Names, labels and the facts every template shares. */}}
+
+{{- define "mlflowkit.fullname" -}}
+{{- if contains .Chart.Name .Release.Name -}}{{ .Release.Name | trunc 40 | trimSuffix "-" }}
+{{- else -}}{{ printf "%s-%s" .Release.Name .Chart.Name | trunc 40 | trimSuffix "-" }}{{- end -}}
+{{- end -}}
+
+{{/* The topology's facts (topologies.yaml, generated from mlflowkit/topology.py); fails on an unknown name. */}}
+{{- define "mlflowkit.topology" -}}
+{{- $all := .Files.Get "topologies.yaml" | fromYaml -}}
+{{- if not (hasKey $all .Values.topology) -}}
+{{- fail (printf "topology %q is not one the chart runs. Hint: set topology to one of: %s" .Values.topology (keys $all | sortAlpha | join ", ")) -}}
+{{- end -}}
+{{- index $all .Values.topology | toYaml -}}
+{{- end -}}
+
+{{/* The Service (and in-cluster host) name of a component: mlflow, artifacts, serve, postgres, s3. */}}
+{{- define "mlflowkit.name" -}}
+{{- printf "%s-%s" (include "mlflowkit.fullname" .root) .component -}}
+{{- end -}}
+
+{{- define "mlflowkit.selectorLabels" -}}
+app.kubernetes.io/name: {{ .root.Chart.Name }}
+app.kubernetes.io/instance: {{ .root.Release.Name }}
+app.kubernetes.io/component: {{ .component }}
+{{- end -}}
+
+{{- define "mlflowkit.labels" -}}
+{{ include "mlflowkit.selectorLabels" . }}
+app.kubernetes.io/version: {{ .root.Chart.AppVersion | quote }}
+app.kubernetes.io/managed-by: {{ .root.Release.Service }}
+helm.sh/chart: {{ printf "%s-%s" .root.Chart.Name .root.Chart.Version }}
+mlflowkit.org/topology: {{ .root.Values.topology }}
+{{- with .root.Values.commonLabels }}
+{{ toYaml . }}
+{{- end }}
+{{- end -}}
+
+{{- define "mlflowkit.image" -}}
+{{- printf "%s%s" .root.Values.images.registry (index .root.Values.images .image) -}}
+{{- end -}}
+
+{{/* Secrets: the user's existing one, or the chart's generated one (templates/secrets.yaml). */}}
+{{- define "mlflowkit.postgresSecret" -}}
+{{- .Values.postgresql.existingSecret | default (printf "%s-postgres" (include "mlflowkit.fullname" .)) -}}
+{{- end -}}
+{{- define "mlflowkit.s3Secret" -}}
+{{- .Values.s3.existingSecret | default (printf "%s-s3" (include "mlflowkit.fullname" .)) -}}
+{{- end -}}
+{{- define "mlflowkit.authSecret" -}}
+{{- .Values.auth.existingSecret | default (printf "%s-auth" (include "mlflowkit.fullname" .)) -}}
+{{- end -}}
+
+{{/* The number of pods of a server pool: more than one means shared auth state and a PodDisruptionBudget. */}}
+{{- define "mlflowkit.poolMax" -}}
+{{- if .autoscaling.enabled -}}{{ .autoscaling.maxReplicas }}{{- else -}}{{ .replicas }}{{- end -}}
+{{- end -}}
+
+{{/* "true" when auth is on and a server pool can have more than one pod: every pod then reads one users
+database (in PostgreSQL) and signs with one Flask secret, instead of a volume of its own. */}}
+{{- define "mlflowkit.authShared" -}}
+{{- $topo := include "mlflowkit.topology" . | fromYaml -}}
+{{- $many := gt (int (include "mlflowkit.poolMax" .Values.tracking)) 1 -}}
+{{- if and (has "artifacts" $topo.servers) (gt (int (include "mlflowkit.poolMax" .Values.artifacts)) 1) -}}{{- $many = true -}}{{- end -}}
+{{- if and .Values.auth.enabled $many -}}true{{- end -}}
+{{- end -}}
+
+{{- define "mlflowkit.postgresHost" -}}
+{{- if .Values.postgresql.enabled -}}{{ include "mlflowkit.name" (dict "root" . "component" "postgres") }}
+{{- else -}}{{ required "postgresql.external.host is required when postgresql.enabled is false" .Values.postgresql.external.host }}{{- end -}}
+{{- end -}}
+{{- define "mlflowkit.postgresPort" -}}
+{{- if .Values.postgresql.enabled -}}5432{{- else -}}{{ .Values.postgresql.external.port }}{{- end -}}
+{{- end -}}
+
+{{- define "mlflowkit.s3Endpoint" -}}
+{{- if .Values.s3.enabled -}}{{ printf "http://%s:8333" (include "mlflowkit.name" (dict "root" . "component" "s3")) }}
+{{- else -}}{{ required "s3.external.endpoint is required when s3.enabled is false" .Values.s3.external.endpoint }}{{- end -}}
+{{- end -}}
+
+{{/* Environment of a PostgreSQL client (stacks/common/postgres.yaml: the store URI composed from parts, the
+password from the Secret, never on a command line). */}}
+{{- define "mlflowkit.env.backend" -}}
+- name: POSTGRES_USER
+  value: {{ .Values.postgresql.username | quote }}
+- name: POSTGRES_PASSWORD
+  valueFrom: {secretKeyRef: {name: {{ include "mlflowkit.postgresSecret" . }}, key: POSTGRES_PASSWORD}}
+- name: MLFLOW_BACKEND_STORE_URI
+  value: {{ printf "postgresql+psycopg2://$(POSTGRES_USER):$(POSTGRES_PASSWORD)@%s:%s/%s" (include "mlflowkit.postgresHost" .) (include "mlflowkit.postgresPort" .) .Values.postgresql.database | quote }}
+{{- end -}}
+
+{{/* Environment of an S3 client (stacks/common/s3.yaml x-s3-client-env). */}}
+{{- define "mlflowkit.env.s3" -}}
+- name: AWS_ACCESS_KEY_ID
+  valueFrom: {secretKeyRef: {name: {{ include "mlflowkit.s3Secret" . }}, key: AWS_ACCESS_KEY_ID}}
+- name: AWS_SECRET_ACCESS_KEY
+  valueFrom: {secretKeyRef: {name: {{ include "mlflowkit.s3Secret" . }}, key: AWS_SECRET_ACCESS_KEY}}
+- name: MLFLOW_S3_ENDPOINT_URL
+  value: {{ include "mlflowkit.s3Endpoint" . | quote }}
+- name: S3_BUCKET
+  value: {{ .Values.s3.bucket | quote }}
+{{- end -}}
+
+{{/* The admin of basic-auth and the key its CSRF protection signs with (stacks/common/mlflow.yaml). */}}
+{{- define "mlflowkit.env.auth" -}}
+{{- if .Values.auth.enabled }}
+{{- range list "MLFLOW_AUTH_ADMIN_USERNAME" "MLFLOW_AUTH_ADMIN_PASSWORD" "MLFLOW_FLASK_SERVER_SECRET_KEY" }}
+- name: {{ . }}
+  valueFrom: {secretKeyRef: {name: {{ include "mlflowkit.authSecret" $ }}, key: {{ . }}}}
+{{- end }}
+{{- if include "mlflowkit.authShared" . }}
+- name: MLFLOW_AUTH_CONFIG_PATH
+  value: /etc/mlflowkit-auth/basic_auth.ini
+{{- end }}
+{{- end }}
+{{- end -}}
+
+{{/* A client of a server (serve, gc): the admin as its credentials. */}}
+{{- define "mlflowkit.env.client" -}}
+{{- if .Values.auth.enabled }}
+- name: MLFLOW_TRACKING_USERNAME
+  valueFrom: {secretKeyRef: {name: {{ include "mlflowkit.authSecret" . }}, key: MLFLOW_AUTH_ADMIN_USERNAME}}
+- name: MLFLOW_TRACKING_PASSWORD
+  valueFrom: {secretKeyRef: {name: {{ include "mlflowkit.authSecret" . }}, key: MLFLOW_AUTH_ADMIN_PASSWORD}}
+{{- end }}
+{{- end -}}
+
+{{/* The Host headers a server accepts (--allowed-hosts): the Compose default's localhost entries, its Service
+names in every in-cluster spelling, the Ingress host and the user's extras. Never a wildcard host. */}}
+{{- define "mlflowkit.allowedHosts" -}}
+{{- $svc := include "mlflowkit.name" (dict "root" .root "component" .component) -}}
+{{- $ns := .root.Release.Namespace -}}
+{{- $hosts := list "localhost" "localhost:*" "127.0.0.1" "127.0.0.1:*" -}}
+{{- range list $svc (printf "%s.%s" $svc $ns) (printf "%s.%s.svc" $svc $ns) (printf "%s.%s.svc.cluster.local" $svc $ns) -}}
+{{- $hosts = append $hosts . -}}
+{{- $hosts = append $hosts (printf "%s:%v" . $.port) -}}
+{{- end -}}
+{{- with .ingressHost }}{{ $hosts = append $hosts . }}{{ end -}}
+{{- join "," (concat $hosts .extra) -}}
+{{- end -}}
+
+{{- define "mlflowkit.podSecurity" -}}
+automountServiceAccountToken: false
+securityContext:
+  runAsNonRoot: true
+  runAsUser: {{ .uid }}
+  runAsGroup: {{ .uid }}
+  fsGroup: {{ .uid }}
+  seccompProfile: {type: RuntimeDefault}
+{{- with .root.Values.images.pullSecrets }}
+imagePullSecrets:
+{{- range . }}
+  - name: {{ . }}
+{{- end }}
+{{- end }}
+{{- end -}}
+
+{{- define "mlflowkit.containerSecurity" -}}
+securityContext:
+  allowPrivilegeEscalation: false
+  readOnlyRootFilesystem: true
+  runAsNonRoot: true
+  capabilities: {drop: [ALL]}
+{{- end -}}
+
+{{/* Writable scratch of an MLflow container with a read-only root: /tmp and HOME (MLflow writes both). */}}
+{{- define "mlflowkit.scratchMounts" -}}
+- {name: tmp, mountPath: /tmp}
+- {name: home, mountPath: /home/mlflow}
+{{- end -}}
+{{- define "mlflowkit.scratchVolumes" -}}
+- name: tmp
+  emptyDir: {sizeLimit: 2Gi}
+- name: home
+  emptyDir: {sizeLimit: 1Gi}
+{{- end -}}
+
+{{/* Waits (bounded) until the hook Jobs' work is visible: the schema in PostgreSQL, the bucket in S3. Only
+rendered for in-chart stores, whose Jobs run post-install (the stores do not exist before install). The
+counterpart of Compose's depends_on: service_completed_successfully. */}}
+{{- define "mlflowkit.waitForStores" -}}
+- name: wait-for-stores
+  image: {{ include "mlflowkit.image" (dict "root" .root "image" "mlflow") }}
+  imagePullPolicy: {{ .root.Values.images.pullPolicy }}
+  command:
+    - python
+    - -c
+    - |
+      import os, sys, time
+      deadline = time.monotonic() + 600
+      while True:
+          try:
+              if os.environ.get("MLFLOW_BACKEND_STORE_URI"):
+                  import sqlalchemy
+                  engine = sqlalchemy.create_engine(os.environ["MLFLOW_BACKEND_STORE_URI"])
+                  assert sqlalchemy.inspect(engine).has_table("alembic_version"), "no schema yet"
+                  engine.dispose()
+              if os.environ.get("S3_BUCKET"):
+                  import boto3
+                  boto3.client("s3", endpoint_url=os.environ["MLFLOW_S3_ENDPOINT_URL"]).head_bucket(Bucket=os.environ["S3_BUCKET"])
+              print("stores ready")
+              break
+          except Exception as exc:
+              if time.monotonic() > deadline:
+                  sys.exit(f"stores not ready after 600 s: {exc}. Hint: kubectl logs job/{{ include "mlflowkit.fullname" .root }}-migrate and job/{{ include "mlflowkit.fullname" .root }}-create-bucket")
+              time.sleep(3)
+  env:
+{{- if .backend }}
+{{ include "mlflowkit.env.backend" .root | indent 4 }}
+{{- end }}
+{{- if .s3 }}
+{{ include "mlflowkit.env.s3" .root | indent 4 }}
+{{- end }}
+{{ include "mlflowkit.containerSecurity" . | indent 2 }}
+  resources:{{ toYaml .root.Values.jobs.resources | nindent 4 }}
+  volumeMounts:
+{{ include "mlflowkit.scratchMounts" . | indent 4 }}
+{{- end -}}
+
+{{/* The hook annotations of a Job that works on a store: before install when the store is external (Helm's
+migration step); after install when the chart runs the store itself (it does not exist before install). */}}
+{{- define "mlflowkit.hook" -}}
+helm.sh/hook: {{ if .inChart }}post-install,pre-upgrade{{ else }}pre-install,pre-upgrade{{ end }}
+helm.sh/hook-weight: "0"
+helm.sh/hook-delete-policy: before-hook-creation
+{{- end -}}

@@ -28,8 +28,11 @@ NAMESPACE = "mlops"
 
 
 def chart_topologies() -> dict[str, Topology]:
-    """The topologies a cluster can run: a tracking server on PostgreSQL (the local ones need a shared host path)."""
-    return {name: t for name, t in TOPOLOGIES.items() if t.has_tracking_server and t.backend is Backend.POSTGRESQL}
+    """The topologies a cluster can run: a tracking server on PostgreSQL (the local ones need a shared host path).
+    A replicated topology (its own load balancer in Compose) is left out until the chart maps it: on a cluster its
+    pools are the chart's replicas/autoscaling behind a Service (docs/kubernetes.md)."""
+    return {name: t for name, t in TOPOLOGIES.items() if t.has_tracking_server and t.backend is Backend.POSTGRESQL
+            and getattr(t, "balancer", None) is None}
 
 
 def facts() -> dict[str, Any]:

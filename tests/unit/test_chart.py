@@ -303,7 +303,9 @@ def test_containers_match_the_compose_stack(topology):
         container = pod_spec(doc)["containers"][0]
         where = f"{topology}/{service}"
         assert container["image"] == compose["image"], where
-        assert container.get("command") == compose.get("command"), where
+        # Compose's command is the image's CMD: the chart passes it as args, so the image's entrypoint runs too.
+        assert container.get("args") == compose.get("command"), where
+        assert container.get("command") == compose.get("entrypoint"), where
         compose_env = set(compose.get("environment") or {})
         chart_env = env_names(container)
         assert compose_env - chart_env == set(), f"{where}: missing {compose_env - chart_env}"

@@ -182,7 +182,7 @@ counterpart of Compose's depends_on: service_completed_successfully. */}}
 - name: wait-for-stores
   image: {{ include "mlflowkit.image" (dict "root" .root "image" "mlflow") }}
   imagePullPolicy: {{ .root.Values.images.pullPolicy }}
-  command:
+  args:
     - python
     - -c
     - |

@@ -11,7 +11,8 @@ What a cluster does is emulated, from the rendered objects only (nothing here kn
 - a Service is a network alias on every container its selector matches (same port numbers: the chart's Services
   do not remap ports, which :func:`plan` checks);
 - the order is Helm's: pre-install hooks (Secrets), the ordinary workloads (stores first), post-install hook Jobs
-  to completion, then each Deployment's init containers to completion before its containers. The serving
+  to completion (pre-upgrade ones belong to an upgrade), then each Deployment's init containers to completion
+  before its containers. The serving
   Deployment starts when validation asks for it (a real one restarts until the model's alias exists).
 
 Every Docker command goes through :mod:`mlflowkit.docker`. The tracking Service and the serving Service are
@@ -58,6 +59,7 @@ class Container:
     health: str | None  # a shell command
     publish: list[str] = field(default_factory=list)
     init: bool = False
+    replica: int = 0
 
 
 @dataclass
@@ -150,7 +152,7 @@ def _containers(doc: dict[str, Any], prefix: str, secrets: dict[str, dict[str, s
                     component=component, image=spec["image"], user=user, env=_env(spec, secrets),
                     entrypoint=command, args=spec.get("args"), aliases=aliases if kind == "main" else [],
                     tmpfs=tmpfs, volumes=volumes, health=_health(spec) if kind == "main" else None,
-                    init=bool(pod.get("shareProcessNamespace")))
+                    init=bool(pod.get("shareProcessNamespace")), replica=replica)
                 (inits if kind == "init" else mains).append(container)
     return inits, mains
 
@@ -162,11 +164,14 @@ def plan(docs: list[dict[str, Any]], prefix: str, files: Path) -> Plan:
     for doc in docs:
         assert doc["kind"] in ("Secret", "Service", "StatefulSet", "Deployment", "Job", "NetworkPolicy",
                                "PersistentVolumeClaim", "PodDisruptionBudget"), f"not emulated: {doc['kind']}"
-        hook = doc["metadata"].get("annotations", {}).get("helm.sh/hook", "")
-        if doc["kind"] == "Job":
-            assert "post-install" in hook, "this emulation runs an in-chart-store rendering (post-install Jobs)"
     stores, hooks, servers, serve = [], [], [], []
-    jobs = sorted((d for d in docs if d["kind"] == "Job"),
+    # An install runs the post-install hook Jobs; pre-install ones would need the stores before they exist, and
+    # the emulation starts the chart's own stores (in-chart stores: the servers' init containers prepare them).
+    for doc in docs:
+        hook = doc["metadata"].get("annotations", {}).get("helm.sh/hook", "")
+        assert doc["kind"] != "Job" or "pre-install" not in hook, "an external-store rendering: not emulated"
+    jobs = sorted((d for d in docs if d["kind"] == "Job"
+                   and "post-install" in d["metadata"].get("annotations", {}).get("helm.sh/hook", "")),
                   key=lambda d: int(d["metadata"]["annotations"].get("helm.sh/hook-weight", "0")))
     for doc in [d for d in docs if d["kind"] == "StatefulSet"] + jobs + \
             [d for d in docs if d["kind"] == "Deployment"]:
@@ -272,10 +277,14 @@ class Cluster:
             self._run(container)
             self._wait([container], exited=True)
         for group in self.plan.servers:
+            # Each pod runs its init containers in order; the pods of a Deployment start together, so the k-th
+            # init container of every replica runs at once (replicas race on an empty store, as in a cluster).
             inits = [c for c in group if c.health is None and not c.aliases]
-            for container in inits:
-                self._run(container)
-                self._wait([container], exited=True)
+            chains = [[c for c in inits if c.replica == r] for r in sorted({c.replica for c in inits})]
+            for step in zip(*chains, strict=True):
+                for container in step:
+                    self._run(container)
+                self._wait(list(step), exited=True)
             for container in group:
                 if container not in inits:
                     self._run(container)

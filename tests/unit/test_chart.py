@@ -179,8 +179,11 @@ def test_non_root_read_only_with_resources_and_probes(topology, case):
 
 
 @pytest.mark.parametrize("topology", NAMES)
-def test_migration_and_bucket_are_hooks_before_the_servers(topology):
-    for case, hook in (("defaults", "post-install,pre-upgrade"), ("hpa-external", "pre-install,pre-upgrade")):
+def test_migration_and_bucket_run_before_the_servers(topology):
+    """External stores: hook Jobs before install and every upgrade. In-chart stores (which do not exist before
+    install): the servers' init containers run the same one-shots at install, the Jobs before each upgrade."""
+    stack = effective(topology)["services"]
+    for case, hook in (("defaults", "pre-upgrade"), ("hpa-external", "pre-install,pre-upgrade")):
         docs = documents(values(topology, case))
         for component in TOPOLOGIES[topology].one_shots:
             job = workload(docs, component)
@@ -190,9 +193,19 @@ def test_migration_and_bucket_are_hooks_before_the_servers(topology):
         for secret in by_kind(docs, "Secret"):
             assert secret["metadata"]["annotations"]["helm.sh/hook"] == "pre-install,pre-upgrade"
             assert int(secret["metadata"]["annotations"]["helm.sh/hook-weight"]) < 0
-        # In-chart stores do not exist before install: the servers wait for the hooks' work instead.
-        server = pod_spec(workload(docs, "mlflow"))
-        assert bool(server.get("initContainers")) == (case == "defaults")
+        inits = {c["name"]: (server, c) for server in TOPOLOGIES[topology].servers
+                 for c in pod_spec(workload(docs, server)).get("initContainers", [])}
+        inits.pop("bootstrap-auth", None)  # a pool's shared users database (test_shared_auth_state_…)
+        if case != "defaults":
+            assert not inits
+            continue
+        assert set(inits) == set(TOPOLOGIES[topology].one_shots), inits
+        for name, (server, init) in inits.items():
+            compose = stack[name]
+            assert init["args"][:2] == ["sh", "-c"] and init["args"][3] == compose["command"][2], name
+            assert env_names(init) - EXTRA_ENV == set(compose["environment"]), name
+            # The server that runs it is one that holds that store's credentials anyway.
+            assert env_names(init) <= env_names(pod_spec(workload(docs, server))["containers"][0]), name
 
 
 def env_names(container: dict[str, Any]) -> set[str]:
@@ -212,6 +225,9 @@ def test_shared_auth_state_only_with_more_than_one_pod(topology):
         assert "MLFLOW_AUTH_CONFIG_PATH" in env_names(many["containers"][0])
         assert "MLFLOW_FLASK_SERVER_SECRET_KEY" in env_names(many["containers"][0])
         assert not any(v.get("persistentVolumeClaim") for v in many["volumes"])
+        # The shared database's schema and admin are made once before the server, not raced by its replicas.
+        assert "bootstrap-auth" in [c["name"] for c in many["initContainers"]]
+        assert "bootstrap-auth" not in [c["name"] for c in one.get("initContainers", [])]
         assert workload(pool, server)["spec"]["replicas"] == 3
     ini = next(s for s in by_kind(pool, "Secret") if s["metadata"]["name"] == f"{FULL}-auth")
     ini = ini["stringData"]["basic_auth.ini"]

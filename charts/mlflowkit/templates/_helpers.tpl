@@ -175,52 +175,43 @@ securityContext:
   emptyDir: {sizeLimit: 1Gi}
 {{- end -}}
 
-{{/* Waits (bounded) until the hook Jobs' work is visible: the schema in PostgreSQL, the bucket in S3. Only
-rendered for in-chart stores, whose Jobs run post-install (the stores do not exist before install). The
-counterpart of Compose's depends_on: service_completed_successfully. */}}
-{{- define "mlflowkit.waitForStores" -}}
-- name: wait-for-stores
+{{/* The one-shots a server runs before it starts when the chart runs the store itself: a store that does not
+exist before install cannot be prepared by a pre-install hook, and a post-install hook would deadlock
+`helm install --wait` (Helm waits for the servers before post-install hooks; the servers would wait for the
+hook). The same script as the Compose one-shot and the pre-upgrade Job, retried until the store answers
+(bounded): pods that race on an empty database converge, the script being idempotent. The counterpart of
+Compose's depends_on: service_completed_successfully. */}}
+{{- define "mlflowkit.oneShotInit" -}}
+- name: {{ .component }}
   image: {{ include "mlflowkit.image" (dict "root" .root "image" "mlflow") }}
   imagePullPolicy: {{ .root.Values.images.pullPolicy }}
   args:
-    - python
+    - sh
     - -c
-    - |
-      import os, sys, time
-      deadline = time.monotonic() + 600
-      while True:
-          try:
-              if os.environ.get("MLFLOW_BACKEND_STORE_URI"):
-                  import sqlalchemy
-                  engine = sqlalchemy.create_engine(os.environ["MLFLOW_BACKEND_STORE_URI"])
-                  assert sqlalchemy.inspect(engine).has_table("alembic_version"), "no schema yet"
-                  engine.dispose()
-              if os.environ.get("S3_BUCKET"):
-                  import boto3
-                  boto3.client("s3", endpoint_url=os.environ["MLFLOW_S3_ENDPOINT_URL"]).head_bucket(Bucket=os.environ["S3_BUCKET"])
-              print("stores ready")
-              break
-          except Exception as exc:
-              if time.monotonic() > deadline:
-                  sys.exit(f"stores not ready after 600 s: {exc}. Hint: kubectl logs job/{{ include "mlflowkit.fullname" .root }}-migrate and job/{{ include "mlflowkit.fullname" .root }}-create-bucket")
-              time.sleep(3)
+    - 'deadline=$(($(date +%s) + 600)); until python -c "$0"; do [ "$(date +%s)" -lt "$deadline" ] || { echo "{{ .component }}: still failing after 600 s (its error above)" >&2; exit 1; }; sleep 3; done'
+    - {{ .root.Files.Get (printf "files/%s.py" (.component | replace "-" "_")) | toJson }}
   env:
-{{- if .backend }}
+{{- if eq .component "migrate" }}
 {{ include "mlflowkit.env.backend" .root | indent 4 }}
-{{- end }}
-{{- if .s3 }}
+{{- else if eq .component "create-bucket" }}
 {{ include "mlflowkit.env.s3" .root | indent 4 }}
+{{- else }}
+{{- include "mlflowkit.env.auth" .root | indent 4 }}
 {{- end }}
 {{ include "mlflowkit.containerSecurity" . | indent 2 }}
   resources:{{ toYaml .root.Values.jobs.resources | nindent 4 }}
   volumeMounts:
 {{ include "mlflowkit.scratchMounts" . | indent 4 }}
+{{- if eq .component "bootstrap-auth" }}
+    - {name: auth-config, mountPath: /etc/mlflowkit-auth, readOnly: true}
+{{- end }}
 {{- end -}}
 
-{{/* The hook annotations of a Job that works on a store: before install when the store is external (Helm's
-migration step); after install when the chart runs the store itself (it does not exist before install). */}}
+{{/* The hook annotations of a Job that works on a store: before install and before every upgrade when the store
+is external (Helm's migration step); only before upgrades when the chart runs the store (at install the servers'
+init containers run the same one-shot: mlflowkit.oneShotInit). */}}
 {{- define "mlflowkit.hook" -}}
-helm.sh/hook: {{ if .inChart }}post-install,pre-upgrade{{ else }}pre-install,pre-upgrade{{ end }}
+helm.sh/hook: {{ if .inChart }}pre-upgrade{{ else }}pre-install,pre-upgrade{{ end }}
 helm.sh/hook-weight: "0"
 helm.sh/hook-delete-policy: before-hook-creation
 {{- end -}}

@@ -134,6 +134,19 @@ def test_every_object_is_valid_kubernetes(topology, case):
                 pytest.fail(f"{doc['kind']}/{doc['metadata']['name']} on {version}: {exc.message} at {exc.path}")
 
 
+@pytest.mark.parametrize("topology", NAMES)
+def test_an_upgrade_renders_the_same_objects(topology):
+    """``helm upgrade`` renders what an install does (secrets are looked up, not regenerated, in a cluster)."""
+    def kinds(docs: list[dict[str, Any]]) -> list[tuple[str, str]]:
+        return sorted((d["kind"], d["metadata"]["name"]) for d in docs)
+
+    install = documents(values(topology, "ha-auth"))
+    upgrade = documents(values(topology, "ha-auth"), upgrade=True)
+    assert kinds(install) == kinds(upgrade)
+    for doc in upgrade:
+        kubernetes_validate.validate(doc, NEWEST, strict=True)
+
+
 def test_unknown_topology_and_unknown_values_are_refused():
     from helm_python.chart import lint
 

@@ -268,21 +268,23 @@ def down(name: TopologyArg,
 @app.command()
 @guarded
 def status(name: Annotated[str | None, typer.Argument(show_default=False)] = None) -> None:
-    """Containers of every (or one) topology: state, health, published ports."""
+    """Containers of every (or one) topology: role (each replica as the load balancer sees it), state, health,
+    published ports."""
     from mlflowkit.docker import check_engine
 
     check_engine()
     names = [name] if name else list(topology.TOPOLOGIES)
-    table = Table("topology", "service", "state", "health", "published")
+    table = Table("topology", "service", "role", "state", "health", "published")
     for each in names:
         stack = _stack(each)
-        states = stack.states()
-        if not states:
-            table.add_row(each, "-", "down", "", "")
-        values = stack.env() if states and stack.env_file.exists() else {}
-        for s in states:
+        members = stack.members()
+        if not members:
+            table.add_row(each, "-", "", "down", "", "")
+        values = stack.env() if members and stack.env_file.exists() else {}
+        for m in members:
+            s = m.state
             state = s.state if s.state != "exited" else f"exited ({s.exit_code})"
-            table.add_row(each, s.service, state, s.health, label_ports(s.ports, stack.topology, values))
+            table.add_row(each, m.name, m.role, state, s.health, label_ports(s.ports, stack.topology, values))
     out.print(table)
 
 

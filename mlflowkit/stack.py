@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import socket
 import sys
 from collections.abc import Callable, Iterator
@@ -10,7 +11,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
-from mlflowkit import envfile, images
+from mlflowkit import envfile, images, tls
 from mlflowkit.client import Connection
 from mlflowkit.docker import Compose, check_engine, engine_environ, run
 from mlflowkit.errors import CommandError, KitError, PortTaken
@@ -32,6 +33,17 @@ class ServiceState:
     health: str  # healthy | starting | unhealthy | "" (no healthcheck)
     exit_code: int
     ports: str
+    replica: int = 1  # Compose's container number: 1..N for a service with replicas
+    addresses: tuple[str, ...] = ()  # its IP addresses on the stack's networks
+
+
+@dataclass(frozen=True)
+class Member:
+    """One container of a stack as `mlflowkit status` shows it: which replica, what it does, how it is."""
+
+    name: str  # "mlflow" or, for a replicated service, "mlflow #2"
+    role: str  # "tracking replica (lb: UP)", "database", "one-shot", …
+    state: ServiceState
 
 
 def label_ports(published: str, topology: Topology, values: dict[str, str]) -> str:
@@ -88,7 +100,7 @@ class Stack:
             raise KitError(f"--auth is not available for {self.topology.name}.",
                            hint="it protects MLflow servers; file and sqlite have none (their data is a local file).")
         check_engine()
-        images.ensure(self.settings, self.log)
+        images.ensure(self.settings, self.log, profiles=(self.topology.name,))
         if free_ports and not self.env_file.exists():
             envfile.ensure(self.env_file, self.topology, self.settings.bind_address,
                            self.settings.data_dir(self.topology.name), auth=auth,
@@ -97,6 +109,9 @@ class Stack:
                                 self.settings.data_dir(self.topology.name), auth=auth)
         if self.topology.uses_data_dir:
             self._prepare_data_dir(values)
+        if self.topology.tls:
+            values = self._prepare_tls(values)
+        self._check_budget(values)
         running = {s.service for s in self.states() if s.state == "running"}
         self._check_ports(values, running)
         self.log(f"up: starting {self.project} (timeout {self.settings.up_timeout:.0f} s)")
@@ -177,7 +192,24 @@ class Stack:
             out = run(["docker", "inspect", *ids], timeout=timeout).stdout
         except CommandError as exc:  # a container removed meanwhile: the others are still printed
             out = exc.stdout if exc.stdout.strip().startswith("[") else "[]"
-        return sorted((_state(item) for item in json.loads(out)), key=lambda state: state.service)
+        return sorted((_state(item) for item in json.loads(out)), key=lambda state: (state.service, state.replica))
+
+    def members(self) -> list[Member]:
+        """Every container with its role; each replica with its health as the load balancer sees it."""
+        states = self.states()
+        replicated = {r.service for r in self.topology.replicas}
+        balancer = self.topology.balancer
+        up = any(s.service == balancer and s.state == "running" for s in states)
+        view = self.balancer_view() if up and replicated else {}
+        members = []
+        for s in states:
+            role = self.topology.role(s.service) or ("one-shot" if s.service in self.topology.one_shots else "")
+            if s.service in replicated:
+                seen = next((view[address] for address in s.addresses if address in view), "not in its pool")
+                role += f" ({balancer}: {seen})"
+            name = f"{s.service} #{s.replica}" if s.service in replicated else s.service
+            members.append(Member(name, role, s))
+        return members
 
     def volumes(self) -> list[str]:
         out = run(["docker", "volume", "ls", "--quiet", "--filter",
@@ -200,6 +232,7 @@ class Stack:
             return Connection(backend.local_uri(data), artifact_location=artifacts, timeout=timeout)
         s3 = self.topology.client_needs_s3_credentials
         auth = bool(values.get("MLFLOW_AUTH_ARGS"))
+        ca = self.ca_path()
         return Connection(
             self.ui_url(), timeout=timeout,
             s3_endpoint_url=f"http://127.0.0.1:{values['S3_PORT']}" if s3 else None,
@@ -207,6 +240,7 @@ class Stack:
             aws_secret_access_key=values["AWS_SECRET_ACCESS_KEY"] if s3 else None,
             username=values["MLFLOW_AUTH_ADMIN_USERNAME"] if auth else None,
             password=values["MLFLOW_AUTH_ADMIN_PASSWORD"] if auth else None,
+            server_cert_path=str(ca) if ca else None,
         )
 
     def server_version(self) -> str:
@@ -216,7 +250,8 @@ class Stack:
         connection = self.connection()
         auth = (connection.username, connection.password or "") if connection.username else None
         try:
-            response = requests.get(f"{self.ui_url()}/version", auth=auth, timeout=connection.timeout)
+            response = requests.get(f"{self.ui_url()}/version", auth=auth, timeout=connection.timeout,
+                                    verify=connection.server_cert_path or True)
             response.raise_for_status()
         except requests.RequestException as exc:
             raise KitError(f"the {self.topology.name} MLflow server does not answer /version: {exc}",
@@ -229,7 +264,8 @@ class Stack:
         return bool(self.env().get("MLFLOW_AUTH_ARGS"))
 
     def ui_url(self) -> str:
-        return f"http://127.0.0.1:{self.env()['MLFLOW_PORT']}"
+        scheme = "https" if self.topology.tls else "http"
+        return f"{scheme}://127.0.0.1:{self.env()['MLFLOW_PORT']}"
 
     def _prepare_data_dir(self, values: dict[str, str]) -> None:
         """Create the shared directory before Compose would (as root) and check it is absolute."""
@@ -242,6 +278,53 @@ class Stack:
             subdirs.append(data / str(self.topology.backend.local_path))
         for sub in subdirs:
             sub.mkdir(parents=True, exist_ok=True)
+
+    def _prepare_tls(self, values: dict[str, str]) -> dict[str, str]:
+        """The load balancer's certificate (and the local CA that signs it) in TLS_DIR; the load balancer runs
+        as this user, who owns the key. Keys missing from .env are added, values a user set are kept."""
+        wanted = {"TLS_DIR": str(self.settings.state_dir(self.topology.name) / "tls"),
+                  "LB_UID": str(os.getuid()), "LB_GID": str(os.getgid())}
+        for key, value in wanted.items():
+            if not values.get(key):
+                envfile.set_value(self.env_file, key, value)
+                values[key] = value
+        names = ["localhost", "127.0.0.1", str(self.topology.balancer)]
+        bind = values.get("BIND_ADDRESS", "127.0.0.1")
+        names += [bind] if bind not in ("0.0.0.0", "::", "") else []
+        names += [name.strip() for name in values.get("TLS_NAMES", "").split(",") if name.strip()]
+        tls.ensure(Path(values["TLS_DIR"]), list(dict.fromkeys(names)))
+        return values
+
+    def _check_budget(self, values: dict[str, str]) -> None:
+        """A replicated stack's database connections must fit PgBouncer's and PostgreSQL's limits."""
+        budget = self.topology.budget(values, auth=bool(values.get("MLFLOW_AUTH_ARGS")))
+        problems = budget.problems() if budget else []
+        if problems:
+            raise KitError(f"{self.topology.name}: connection budget exceeded: {'; '.join(problems)}.",
+                           hint=f"in {self.env_file}: fewer MLFLOW_REPLICAS/ARTIFACTS_REPLICAS or MLFLOW_WORKERS, a "
+                                "smaller MLFLOW_DB_POOL_SIZE/MLFLOW_DB_MAX_OVERFLOW, or higher "
+                                "PGBOUNCER_MAX_CLIENT_CONN / POSTGRES_MAX_CONNECTIONS.")
+        if budget:
+            self.log(f"up: connection budget: servers {budget.clients}/{budget.client_limit} to PgBouncer, "
+                     f"PgBouncer {budget.servers}/{budget.server_limit} to PostgreSQL")
+
+    def ca_path(self) -> Path | None:
+        """The CA certificate clients of a TLS stack trust (MLFLOW_TRACKING_SERVER_CERT_PATH)."""
+        if not self.topology.tls:
+            return None
+        return tls.Files(Path(self.env().get("TLS_DIR") or self.settings.state_dir(self.topology.name) / "tls")).ca
+
+    def balancer_view(self) -> dict[str, str]:
+        """The replicas as the load balancer sees them: their IP address -> ``UP``/``DOWN``/… (HAProxy's
+        statistics, read inside its container); empty when there is no balancer or it does not answer."""
+        if not self.topology.balancer:
+            return {}
+        try:
+            out = self.compose().exec(self.topology.balancer, ["curl", "-fsS", "http://127.0.0.1:8404/stats;csv"],
+                                      timeout=30)
+        except CommandError:
+            return {}
+        return parse_haproxy_csv(out, {r.backend for r in self.topology.replicas})
 
     def _check_ports(self, values: dict[str, str], running: set[str]) -> None:
         address = values.get("BIND_ADDRESS", "127.0.0.1")
@@ -274,6 +357,8 @@ def _state(container: dict) -> ServiceState:
     state = container.get("State") or {}
     labels = (container.get("Config") or {}).get("Labels") or {}
     published = []
+    networks = ((container.get("NetworkSettings") or {}).get("Networks") or {}).values()
+    addresses = tuple(n["IPAddress"] for n in networks if n and n.get("IPAddress"))
     for bindings in ((container.get("NetworkSettings") or {}).get("Ports") or {}).values():
         for binding in bindings or []:
             host = binding.get("HostIp") or "0.0.0.0"
@@ -284,7 +369,22 @@ def _state(container: dict) -> ServiceState:
         health=(state.get("Health") or {}).get("Status", ""),
         exit_code=int(state.get("ExitCode") or 0),
         ports=", ".join(dict.fromkeys(published)),
+        replica=int(labels.get("com.docker.compose.container-number") or 1),
+        addresses=addresses,
     )
+
+
+def parse_haproxy_csv(text: str, backends: set[str]) -> dict[str, str]:
+    """HAProxy's ``stats;csv``: the address (IP, port dropped) -> status of each server of ``backends`` that has
+    one (server-template slots without a replica have no address)."""
+    import csv
+
+    lines = text.lstrip("# ").splitlines()
+    view = {}
+    for row in csv.DictReader(lines):
+        if row.get("pxname") in backends and row.get("svname") not in ("FRONTEND", "BACKEND") and row.get("addr"):
+            view[row["addr"].rsplit(":", 1)[0]] = row.get("status", "")
+    return view
 
 
 def port_free(address: str, port: int) -> bool:

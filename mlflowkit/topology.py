@@ -6,6 +6,7 @@ contract test against ``stacks/<name>/compose.yaml`` — is derived from :data:`
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass
 from enum import Enum
 
@@ -57,6 +58,57 @@ class Port:
 
 
 @dataclass(frozen=True)
+class Replicas:
+    """A service that runs as several identical replicas behind the stack's load balancer."""
+
+    service: str
+    variable: str  # the .env variable that holds how many (Compose's deploy.replicas)
+    default: int
+    role: str  # what `mlflowkit status` calls each of them
+    backend: str  # the load balancer's backend (HAProxy) that sends them requests
+    # SQLAlchemy engines (each with its own pool) one server process opens on PostgreSQL with --auth (one
+    # fewer without: the users store): tracking + registry + users for a tracking server, users for artifacts.
+    engines: int
+
+
+@dataclass(frozen=True)
+class Pooling:
+    """Database connections of a replicated topology: every server's pools go through PgBouncer, whose own
+    connections go to PostgreSQL. Each limit is a .env variable with its default (the compose file's)."""
+
+    workers: tuple[str, int] = ("MLFLOW_WORKERS", 1)  # uvicorn worker processes per replica
+    pool_size: tuple[str, int] = ("MLFLOW_DB_POOL_SIZE", 2)  # per engine (MLFLOW_SQLALCHEMYSTORE_POOL_SIZE)
+    max_overflow: tuple[str, int] = ("MLFLOW_DB_MAX_OVERFLOW", 3)  # per engine, beyond the pool
+    client_limit: tuple[str, int] = ("PGBOUNCER_MAX_CLIENT_CONN", 400)  # PgBouncer: connections it accepts
+    per_database: tuple[str, int] = ("PGBOUNCER_MAX_DB_CONNECTIONS", 40)  # PgBouncer -> PostgreSQL, per database
+    server_limit: tuple[str, int] = ("POSTGRES_MAX_CONNECTIONS", 100)  # PostgreSQL's max_connections
+    databases: int = 2  # MLflow's and the users database of --auth
+    reserved: int = 3  # PostgreSQL's superuser_reserved_connections (its default)
+    direct: int = 5  # connections that bypass PgBouncer: the migrate one-shot, psql checks, backups
+
+
+@dataclass(frozen=True)
+class Budget:
+    """The connection budget of a replicated stack, computed from its declaration and .env."""
+
+    clients: int  # connections every server process together may hold to PgBouncer
+    client_limit: int
+    servers: int  # connections PgBouncer and the direct users may hold to PostgreSQL
+    server_limit: int  # max_connections less PostgreSQL's superuser reserve
+    detail: str  # how ``clients`` adds up, for the error message
+
+    def problems(self) -> list[str]:
+        found = []
+        if self.clients > self.client_limit:
+            found.append(f"the MLflow servers may open {self.clients} database connections ({self.detail}), "
+                         f"PgBouncer accepts {self.client_limit}")
+        if self.servers > self.server_limit:
+            found.append(f"PgBouncer and direct clients may open {self.servers} connections to PostgreSQL, "
+                         f"which takes {self.server_limit}")
+        return found
+
+
+@dataclass(frozen=True)
 class Topology:
     """One storage topology: what runs, how a client connects and what validation must prove."""
 
@@ -73,6 +125,45 @@ class Topology:
     checks: tuple[str, ...]  # what validation asserts beyond the common steps, in words
     serve_service: str = "serve"
     serve_profile: str = "serve"
+    # Replicated topologies: the load balancer (its service; it publishes MLFLOW_PORT and holds the TLS
+    # certificate), the replicated services behind it, and how their database connections are pooled.
+    balancer: str | None = None
+    replicas: tuple[Replicas, ...] = ()
+    pooling: Pooling | None = None
+    roles: tuple[tuple[str, str], ...] = ()  # (service, role) of the other services, for `mlflowkit status`
+
+    @property
+    def tls(self) -> bool:
+        """Clients reach the stack over HTTPS (the load balancer's certificate, signed by the stack's own CA
+        unless the user brings one)."""
+        return self.balancer is not None
+
+    def role(self, service: str) -> str:
+        for replicas in self.replicas:
+            if replicas.service == service:
+                return replicas.role
+        return dict(self.roles).get(service, "")
+
+    def budget(self, values: Mapping[str, str], *, auth: bool) -> Budget | None:
+        """The stack's database connections against PgBouncer's and PostgreSQL's limits (None: not pooled).
+        ``values``: the .env (a variable it does not set has the compose file's default)."""
+        if self.pooling is None:
+            return None
+        p = self.pooling
+
+        def read(setting: tuple[str, int]) -> int:
+            raw = values.get(setting[0], "")
+            return int(raw) if raw.strip().isdigit() else setting[1]
+
+        workers, per_engine = read(p.workers), read(p.pool_size) + read(p.max_overflow)
+        parts, clients = [], 0
+        for r in self.replicas:
+            count, engines = read((r.variable, r.default)), r.engines - (0 if auth else 1)
+            clients += count * workers * engines * per_engine
+            parts.append(f"{count} {r.service} x {workers} worker(s) x {engines} pool(s) x {per_engine}")
+        servers = read(p.per_database) * p.databases + p.direct
+        return Budget(clients=clients, client_limit=read(p.client_limit), servers=servers,
+                      server_limit=read(p.server_limit) - p.reserved, detail=" + ".join(parts))
 
     @property
     def project(self) -> str:
@@ -209,6 +300,33 @@ ARTIFACTS_ONLY = Topology(
     checks=("the validation client runs with no S3 keys or endpoint (boto3 finds no credentials)",
             "tracking calls to the artifacts server are refused", "artifact URIs point at the artifacts server",
             "objects in the bucket, uploaded by the artifacts server", "the run is a row in PostgreSQL"),
+)
+
+HA = Topology(
+    name="ha",
+    title="Replicated tracking and artifacts servers behind HAProxy (TLS), PgBouncer, a SeaweedFS cluster",
+    scenario=6,
+    summary="MLFLOW_REPLICAS tracking servers and ARTIFACTS_REPLICAS --artifacts-only servers behind HAProxy, "
+    "which terminates TLS (a local CA the kit makes), health-checks them and retries on another replica; one "
+    "auth database and Flask secret for all; PgBouncer before PostgreSQL; S3 on three SeaweedFS volume servers "
+    "that keep every file twice.",
+    backend=Backend.POSTGRESQL,
+    artifact_mode=ArtifactMode.PROXIED,
+    has_tracking_server=True,
+    services=("postgres", "pgbouncer", "s3-master", "s3-volume-1", "s3-volume-2", "s3-volume-3", "s3",
+              "artifacts", "mlflow", "lb"),
+    one_shots=("create-bucket", "migrate"),
+    ports=(Port("MLFLOW_PORT", 5060, "lb", 8443), Port("SERVE_PORT", 5061, "serve", 5001)),
+    checks=("the validation client runs with no S3 keys or endpoint, over HTTPS through the load balancer",
+            "artifact URIs are mlflow-artifacts:/", "objects in the bucket, uploaded by an artifacts replica",
+            "the run is a row in PostgreSQL"),
+    balancer="lb",
+    replicas=(Replicas("mlflow", "MLFLOW_REPLICAS", 2, "tracking replica", "tracking", engines=3),
+              Replicas("artifacts", "ARTIFACTS_REPLICAS", 2, "artifacts replica", "artifacts", engines=1)),
+    pooling=Pooling(),
+    roles=(("lb", "load balancer (TLS)"), ("pgbouncer", "connection pooler"), ("postgres", "database"),
+           ("s3-master", "S3 master"), ("s3-volume-1", "S3 volume server"), ("s3-volume-2", "S3 volume server"),
+           ("s3-volume-3", "S3 volume server"), ("s3", "S3 filer + gateway")),
 )
 
 TOPOLOGIES: dict[str, Topology] = {

@@ -1,0 +1,385 @@
+"""The ha topology under faults: one stack (with --auth), loaded by client processes that speak MLflow's REST API
+through the load balancer over TLS, one HTTP request per call and no client-side retry, so every failure the
+load balancer does not absorb is counted. Bounded loops, traffic only to 127.0.0.1.
+
+Figures are printed (`pytest -s` shows them) and summarised in docs/reliability.md.
+"""
+
+from __future__ import annotations
+
+import multiprocessing
+import os
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+
+import pytest
+import requests
+
+from mlflowkit import images
+from mlflowkit.docker import run
+from mlflowkit.errors import KitError
+from mlflowkit.stack import Stack, parse_haproxy_csv
+from mlflowkit.topology import HA
+from tests.e2e.conftest import _log, seed_env
+
+pytestmark = pytest.mark.e2e
+
+WORKERS = 4  # client processes of the load
+BATCH = 10  # metrics per log-batch call
+
+
+@pytest.fixture(scope="module")
+def stack(e2e_settings):
+    seed_env(e2e_settings, HA)
+    stack = Stack(HA, e2e_settings, log=_log)
+    started = time.monotonic()
+    stack.up(auth=True)
+    print(f"\nha: up (auth, {len(stack.members())} containers) in {time.monotonic() - started:.0f} s")
+    yield stack
+    stack.down(volumes=True)
+
+
+@dataclass(frozen=True)
+class Api:
+    """What a client of the stack needs for raw REST calls: base URL, CA, credentials."""
+
+    url: str
+    ca: str
+    auth: tuple[str, str]
+
+    @classmethod
+    def of(cls, stack: Stack) -> Api:
+        conn = stack.connection()
+        assert conn.tracking_uri.startswith("https://") and conn.server_cert_path and conn.username
+        return cls(conn.tracking_uri, conn.server_cert_path, (conn.username, conn.password or ""))
+
+    def call(self, session: requests.Session, method: str, path: str, **kwargs) -> requests.Response:
+        return session.request(method, f"{self.url}{path}", auth=self.auth, verify=self.ca, timeout=30, **kwargs)
+
+    def new_run(self, experiment: str) -> tuple[str, str]:
+        """A run in ``experiment`` (made if missing): its id and its artifact path under mlflow-artifacts."""
+        with requests.Session() as s:
+            got = self.call(s, "GET", "/api/2.0/mlflow/experiments/get-by-name", params={"experiment_name": experiment})
+            if got.status_code == 200:
+                experiment_id = got.json()["experiment"]["experiment_id"]
+            else:
+                made = self.call(s, "POST", "/api/2.0/mlflow/experiments/create", json={"name": experiment})
+                made.raise_for_status()
+                experiment_id = made.json()["experiment_id"]
+            created = self.call(s, "POST", "/api/2.0/mlflow/runs/create", json={"experiment_id": experiment_id})
+            created.raise_for_status()
+            info = created.json()["run"]["info"]
+        root = info["artifact_uri"]
+        assert root.startswith("mlflow-artifacts:/"), root
+        return info["run_id"], root[len("mlflow-artifacts:/"):].lstrip("/")
+
+
+def _load(api: Api, run_id: str, artifacts: str, stop, queue, progress) -> None:
+    """One client process until ``stop`` is set: a log-batch of BATCH metrics per call, and every tenth call an
+    artifact upload (PUT, through the artifacts pool). Reports what was acknowledged and every failure."""
+    acked_steps, uploaded, failures = [], [], []
+    step = 0
+    with requests.Session() as session:
+        while not stop.is_set() and step < 100_000:
+            metrics = [{"key": f"m{i}", "value": float(step), "timestamp": int(time.time() * 1000), "step": step}
+                       for i in range(BATCH)]
+            try:
+                response = api.call(session, "POST", "/api/2.0/mlflow/runs/log-batch",
+                                    json={"run_id": run_id, "metrics": metrics})
+                if response.status_code == 200:
+                    acked_steps.append(step)
+                    with progress.get_lock():
+                        progress.value += 1
+                else:
+                    failures.append(f"log-batch {step}: HTTP {response.status_code} {response.text[:200]}")
+            except requests.RequestException as exc:
+                failures.append(f"log-batch {step}: {type(exc).__name__}: {exc}"[:300])
+            if step % 10 == 0:
+                name = f"{artifacts}/load/{step}.txt"
+                try:
+                    response = api.call(session, "PUT", f"/api/2.0/mlflow-artifacts/artifacts/{name}",
+                                        data=f"step {step} of {run_id}".encode())
+                    if response.status_code == 200:
+                        uploaded.append(name)
+                    else:
+                        failures.append(f"upload {step}: HTTP {response.status_code} {response.text[:200]}")
+                except requests.RequestException as exc:
+                    failures.append(f"upload {step}: {type(exc).__name__}: {exc}"[:300])
+            step += 1
+    queue.put((run_id, acked_steps, uploaded, failures))
+
+
+@dataclass
+class Outcome:
+    acked: int  # metric rows acknowledged
+    stored: int  # metric rows in PostgreSQL for the load's runs
+    uploads: list[str]  # artifact paths acknowledged
+    failures: list[str]
+    seconds: float
+
+
+@contextmanager
+def load(stack: Stack, label: str) -> Iterator[list[Outcome]]:
+    """WORKERS client processes logging through the load balancer for the block; the outcome is appended to the
+    yielded list once they have stopped and the stored rows are counted."""
+    api = Api.of(stack)
+    runs = [api.new_run(f"ha-{label}") for _ in range(WORKERS)]
+    ctx = multiprocessing.get_context("spawn")
+    stop, queue, progress = ctx.Event(), ctx.Queue(), ctx.Value("i", 0)
+    procs = [ctx.Process(target=_load, args=(api, run_id, artifacts, stop, queue, progress))
+             for run_id, artifacts in runs]
+    started = time.monotonic()
+    for proc in procs:
+        proc.start()
+    result: list[Outcome] = []
+
+    def calls_beyond(count: int, timeout: float) -> None:
+        """Wait until the clients have had ``count`` more calls acknowledged (they log before and after a fault)."""
+        target, deadline = progress.value + count, time.monotonic() + timeout
+        while progress.value < target and time.monotonic() < deadline:
+            time.sleep(0.2)
+        assert progress.value >= target, f"the load made {progress.value} calls, not {target}, in {timeout:.0f} s"
+
+    try:
+        calls_beyond(4 * WORKERS, timeout=120)
+        yield result
+        calls_beyond(4 * WORKERS, timeout=120)
+    finally:
+        stop.set()
+        reports = [queue.get(timeout=120) for _ in procs]
+        for proc in procs:
+            proc.join(timeout=30)
+    seconds = time.monotonic() - started
+    env = stack.env()
+    ids = ",".join(f"'{run_id}'" for run_id, _ in runs)
+    stored = int(stack.compose().exec("postgres", ["psql", "-U", env["POSTGRES_USER"], "-d", env["POSTGRES_DB"], "-tAc",
+                                                   f"SELECT count(*) FROM metrics WHERE run_uuid IN ({ids})"]))
+    result.append(Outcome(acked=sum(len(r[1]) for r in reports) * BATCH, stored=stored,
+                          uploads=[path for r in reports for path in r[2]],
+                          failures=[f for r in reports for f in r[3]], seconds=seconds))
+
+
+def container(stack: Stack, service: str, number: int = 1) -> str:
+    out = run(["docker", "ps", "--all", "--quiet", "--filter", f"label=com.docker.compose.project={stack.project}",
+               "--filter", f"label=com.docker.compose.service={service}",
+               "--filter", f"label=com.docker.compose.container-number={number}"], timeout=30).stdout.split()
+    assert len(out) == 1, f"expected one {service} #{number} container, found {out}"
+    return out[0]
+
+
+def crash(container_id: str) -> None:
+    """SIGKILL the container's main process from the host, as the OOM killer would (the restart policy then
+    brings it back; `docker kill` would count as a deliberate stop)."""
+    pid = int(run(["docker", "inspect", "--format", "{{.State.Pid}}", container_id], timeout=30).stdout)
+    assert pid > 0, f"container {container_id} is not running"
+    os.kill(pid, signal.SIGKILL)
+
+
+def restart_count(container_id: str) -> int:
+    return int(run(["docker", "inspect", "--format", "{{.RestartCount}}", container_id], timeout=30).stdout)
+
+
+def wait_in_pool(stack: Stack, name: str, timeout: float) -> float:
+    """Seconds until replica ``name`` ("mlflow #2") is healthy and the load balancer sends it requests."""
+    started = time.monotonic()
+    while time.monotonic() - started < timeout:
+        member = next((m for m in stack.members() if m.name == name), None)
+        if member and member.state.health == "healthy" and member.role.endswith(": UP)"):
+            return time.monotonic() - started
+        time.sleep(0.5)
+    raise AssertionError(f"{name} not back in the pool within {timeout:.0f} s: {stack.members()}")
+
+
+def retries(stack: Stack) -> dict[str, int]:
+    """HAProxy's counters over the replicas' backends: requests retried, and sent to another replica."""
+    out = stack.compose().exec("lb", ["curl", "-fsS", "http://127.0.0.1:8404/stats;csv"], timeout=30)
+    import csv
+
+    rows = [r for r in csv.DictReader(out.lstrip("# ").splitlines()) if r["svname"] == "BACKEND"]
+    return {"retried": sum(int(r["wretr"] or 0) for r in rows),
+            "redispatched": sum(int(r["wredis"] or 0) for r in rows)}
+
+
+def check_downloads(stack: Stack, paths: list[str]) -> list[str]:
+    """Every path downloads through the load balancer with the content it was uploaded with; the failures."""
+    api = Api.of(stack)
+    failed = []
+    with requests.Session() as session:
+        for path in paths:
+            got = api.call(session, "GET", f"/api/2.0/mlflow-artifacts/artifacts/{path}")
+            step = path.rsplit("/", 1)[-1].removesuffix(".txt")
+            if got.status_code != 200 or not got.content.startswith(f"step {step} of ".encode()):
+                failed.append(f"{path}: HTTP {got.status_code} {got.content[:80]!r}")
+    return failed
+
+
+def test_status_shows_every_replica_with_its_health_and_role(stack):
+    members = {m.name: m for m in stack.members()}
+    for replicas in HA.replicas:
+        for number in (1, 2):
+            member = members[f"{replicas.service} #{number}"]
+            assert member.role == f"{replicas.role} (lb: UP)" and member.state.health == "healthy", member
+    assert members["lb"].role == "load balancer (TLS)" and members["pgbouncer"].role == "connection pooler"
+    assert {m.state.health for m in members.values() if m.role != "one-shot"} == {"healthy"}
+
+
+def test_a_plain_mlflow_client_validates_the_stacks_certificate(stack, tmp_path):
+    """MLFLOW_TRACKING_SERVER_CERT_PATH (what `mlflowkit env ha` prints) is all a plain client needs; without
+    it, the certificate is refused."""
+    env = {key: value for key, value in os.environ.items() if not key.startswith(("MLFLOW_", "AWS_", "REQUESTS_"))}
+    env.update(stack.connection().environ())
+    probe = "import mlflow; print(len(mlflow.search_experiments()), 'experiments over', mlflow.get_tracking_uri())"
+    ok = subprocess.run([sys.executable, "-c", probe], env=env, capture_output=True, text=True, timeout=120,
+                        cwd=tmp_path)
+    assert ok.returncode == 0 and "experiments over https://127.0.0.1:" in ok.stdout, ok.stderr[-2000:]
+    del env["MLFLOW_TRACKING_SERVER_CERT_PATH"]
+    env.update(MLFLOW_HTTP_REQUEST_MAX_RETRIES="0")
+    refused = subprocess.run([sys.executable, "-c", probe], env=env, capture_output=True, text=True, timeout=120,
+                             cwd=tmp_path)
+    assert refused.returncode != 0 and "CERTIFICATE_VERIFY_FAILED" in refused.stderr, refused.stderr[-2000:]
+
+
+def test_a_user_made_through_one_replica_logs_in_through_another(stack):
+    """One users database and one Flask secret: asked of each tracking replica directly, inside the stack."""
+    env = stack.env()
+    admin = f"{env['MLFLOW_AUTH_ADMIN_USERNAME']}:{env['MLFLOW_AUTH_ADMIN_PASSWORD']}"
+
+    def curl(number: int, *args: str) -> str:
+        return run(["docker", "exec", container(stack, "mlflow", number), "curl", "-sS", "-o", "/dev/null", "-w",
+                    "%{http_code}", "-H", "Host: lb:8443", *args], timeout=60).stdout
+
+    made = curl(1, "-u", admin, "-X", "POST", "-H", "Content-Type: application/json",
+                "--data", '{"username": "alice", "password": "alice-password-123"}',
+                "http://127.0.0.1:5000/api/2.0/mlflow/users/create")
+    assert made == "200", made
+    search = "http://127.0.0.1:5000/api/2.0/mlflow/experiments/search?max_results=1"
+    assert curl(2, "-u", "alice:alice-password-123", search) == "200"
+    assert curl(2, "-u", "alice:wrong-password", search) == "401"
+    assert curl(2, search) == "401"
+    api = Api.of(stack)  # ... and through the load balancer
+    assert requests.get(f"{api.url}/api/2.0/mlflow/experiments/search?max_results=1", verify=api.ca, timeout=30,
+                        auth=("alice", "alice-password-123")).status_code == 200
+
+
+def test_killed_tracking_replica_under_load_fails_no_call_and_loses_no_write(stack):
+    before = retries(stack)
+    victim = container(stack, "mlflow", 1)
+    with load(stack, "kill") as outcome:
+        restarts = restart_count(victim)
+        crash(victim)
+        killed = time.monotonic()
+        while restart_count(victim) == restarts and time.monotonic() - killed < 60:
+            time.sleep(0.2)
+        wait_in_pool(stack, "mlflow #1", 120)
+        back = time.monotonic() - killed
+    result, after = outcome[0], retries(stack)
+    print(f"\nkill a tracking replica: {WORKERS} clients {result.seconds:.0f} s, {result.acked} metric rows "
+          f"acknowledged, {result.stored} stored, {len(result.uploads)} uploads, {len(result.failures)} failed calls; "
+          f"HAProxy retried {after['retried'] - before['retried']}, redispatched "
+          f"{after['redispatched'] - before['redispatched']}; replica back in the pool {back:.1f} s after the kill")
+    assert time.monotonic() - killed < 180
+    assert result.failures == []
+    assert result.acked > 0 and result.stored == result.acked
+    assert check_downloads(stack, result.uploads) == []
+
+
+def test_rolling_restart_of_every_replica_under_load_fails_no_call(stack):
+    """Each replica stopped (SIGTERM, 10 s grace), seen out of the pool by `mlflowkit status`, started, and back in
+    the pool before the next: how an upgrade rolls out."""
+    timings = []
+    with load(stack, "rolling") as outcome:
+        for replicas in HA.replicas:
+            for number in (1, 2):
+                name, started = f"{replicas.service} #{number}", time.monotonic()
+                target = container(stack, replicas.service, number)
+                run(["docker", "stop", "--time", "10", target], timeout=60)
+                out = wait_out_of_pool(stack, name, replicas.backend, 30)
+                assert out.state.state == "exited" and out.role.endswith("(lb: not in its pool)"), out
+                run(["docker", "start", target], timeout=60)
+                wait_in_pool(stack, name, 120)
+                timings.append(time.monotonic() - started)
+    result = outcome[0]
+    print(f"\nrolling restart of {len(timings)} replicas: {WORKERS} clients {result.seconds:.0f} s, "
+          f"{result.acked} rows acknowledged, {result.stored} stored, {len(result.uploads)} uploads, "
+          f"{len(result.failures)} failed calls; each replica stopped and back in the pool in "
+          f"{min(timings):.1f}-{max(timings):.1f} s")
+    assert result.failures == []
+    assert result.acked > 0 and result.stored == result.acked
+    assert check_downloads(stack, result.uploads) == []
+
+
+def wait_out_of_pool(stack: Stack, name: str, backend: str, timeout: float):
+    """The stopped replica ``name`` as `mlflowkit status` shows it once HAProxy has only the others left UP."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        member = next(m for m in stack.members() if m.name == name)
+        view = parse_haproxy_csv(stack.compose().exec("lb", ["curl", "-fsS", "http://127.0.0.1:8404/stats;csv"]),
+                                 {backend})
+        if member.state.state == "exited" and list(view.values()) == ["UP"]:
+            return member
+        time.sleep(0.5)
+    raise AssertionError(f"{name} still in the pool {timeout:.0f} s after its stop: {member}, {view}")
+
+
+def test_losing_one_s3_volume_server_loses_no_artifact_and_uploads_go_on(stack):
+    api = Api.of(stack)
+    run_id, artifacts = api.new_run("ha-volume")
+    before = []
+    with requests.Session() as session:
+        for step in range(30):
+            path = f"{artifacts}/before/{step}.txt"
+            assert api.call(session, "PUT", f"/api/2.0/mlflow-artifacts/artifacts/{path}",
+                            data=f"step {step} of {run_id}".encode()).status_code == 200
+            before.append(path)
+    lost = container(stack, "s3-volume-2")
+    run(["docker", "kill", lost], timeout=60)  # a deliberate stop: it stays down for the test
+    killed = time.monotonic()
+    try:
+        missing = check_downloads(stack, before)
+        after, failed = [], []
+        with requests.Session() as session:
+            for step in range(30):
+                path = f"{artifacts}/after/{step}.txt"
+                response = api.call(session, "PUT", f"/api/2.0/mlflow-artifacts/artifacts/{path}",
+                                    data=f"step {step} of {run_id}".encode())
+                (after if response.status_code == 200 else failed).append(f"{path}: {response.status_code}")
+        seconds = time.monotonic() - killed
+        readable = check_downloads(stack, [item.split(":")[0] for item in after])
+    finally:
+        run(["docker", "start", lost], timeout=60)
+    print(f"\nlose an S3 volume server: {len(before) - len(missing)}/{len(before)} earlier artifacts downloaded, "
+          f"{len(after)}/30 new uploads accepted ({len(failed)} refused), all within {seconds:.1f} s of the kill")
+    assert missing == [] and failed == [] and readable == []
+
+
+def test_up_refuses_a_stack_over_its_connection_budget(make_stack, e2e_settings):
+    """Checked before anything starts: 8 tracking replicas x 8 workers x 3 pools x 5 connections, plus 2 artifacts
+    replicas x 8 workers x 1 pool x 5, exceed PgBouncer's 400."""
+    import dataclasses
+
+    settings = dataclasses.replace(e2e_settings, project_prefix=f"{e2e_settings.project_prefix}-budget")
+    over = make_stack(HA, settings, MLFLOW_REPLICAS="8", MLFLOW_WORKERS="8")
+    with pytest.raises(KitError) as info:
+        over.up(auth=True)
+    assert "connection budget exceeded: the MLflow servers may open 1040 database connections" in str(info.value)
+    assert "PGBOUNCER_MAX_CLIENT_CONN" in (info.value.hint or "")
+    assert over.states() == []
+
+
+def test_the_ha_images_run_as_non_root_and_hold_no_secret(stack):
+    """What test_stacks checks of the shared images, for the images only this topology runs."""
+    import json
+
+    env = stack.env()
+    needles = [env[key].encode() for key in env if any(w in key for w in ("PASSWORD", "SECRET", "ACCESS_KEY"))]
+    own = sorted(set(images.names(stack.settings, profiles=("ha",))) - set(images.names(stack.settings)))
+    assert own == ["mlflowkit/haproxy:2.6", "mlflowkit/pgbouncer:1.18"]
+    for image in own:
+        config = json.loads(run(["docker", "image", "inspect", image], timeout=30).stdout)[0]["Config"]
+        assert config.get("User") not in ("", "root", "0"), f"{image} runs as root"
+        assert images.scan(image, needles) == [], image

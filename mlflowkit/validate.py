@@ -253,6 +253,27 @@ def step_trace_file(s: _State) -> str:
     return f"trace {s.trace_id}: {len(spans)} spans in {path}"
 
 
+def report_dir(settings: Settings, topology: str) -> Path:
+    """Where a validation keeps what it shows besides its table (the UI screenshot): <home>/.logs/validation/."""
+    return Path(settings.home) / ".logs" / "validation" / topology
+
+
+def step_ui(s: _State) -> str:
+    """The published UI in a headless browser shows the experiment, the run's metrics, the model's version and
+    alias and the trace; every call the page makes succeeds and goes to the stack's own address."""
+    from mlflowkit import ui
+
+    run = s.client.get_run(s.run_id)
+    connection = s.client.connection
+    target = ui.Target(
+        base_url=s.stack.ui_url(), experiment=EXPERIMENT, experiment_id=run.info.experiment_id, run_id=s.run_id,
+        run_name=run.info.run_name, metrics=dict(run.data.metrics), model=MODEL_NAME, version=s.version,
+        alias=ALIAS, trace_id=s.trace_id, spans=tuple(TRACE_SPANS), file_store=s.stack.topology.backend is Backend.FILE,
+        username=connection.username, password=connection.password)
+    screenshot = report_dir(s.stack.settings, s.stack.topology.name) / "run-page.png"
+    return ui.check(target, screenshot, timeout=min(connection.timeout, 30))  # a page shows in ~3 s
+
+
 def _artifact_uris(s: _State) -> dict[str, str]:
     """Where the server says the run's artifact and the model's files are."""
     run = s.client.get_run(s.run_id)
@@ -401,8 +422,18 @@ def _expect(condition: bool, message: str) -> None:
         raise KitError(message)
 
 
-def steps_for(stack: Stack) -> list[tuple[str, Step]]:
-    """The common pipeline plus the topology's own "where did it land" checks."""
+def ui_wanted(ui: bool | None) -> bool:
+    """The rule for the ``ui`` step: asked for (True) or not (False); None: when a browser is installed."""
+    if ui is not None:
+        return ui
+    from mlflowkit import ui as browser
+
+    return browser.available()
+
+
+def steps_for(stack: Stack, ui: bool | None = None) -> list[tuple[str, Step]]:
+    """The common pipeline plus the topology's own "where did it land" checks, then the UI in a browser (see
+    :func:`ui_wanted`)."""
     topology = stack.topology
     proxied = topology.artifact_mode in (ArtifactMode.PROXIED, ArtifactMode.ARTIFACTS_SERVER)
     steps: list[tuple[str, Step]] = [("no S3 credentials", step_no_s3_credentials)] if proxied else []
@@ -436,15 +467,26 @@ def steps_for(stack: Stack) -> list[tuple[str, Step]]:
         Backend.SQLITE: ("trace in SQLite", step_trace_sqlite),
         Backend.POSTGRESQL: ("trace in PostgreSQL", step_trace_postgres),
     }[topology.backend])
+    if ui_wanted(ui):
+        steps.append(("ui", step_ui))
     return steps
 
 
-def validate(stack: Stack, log: Callable[[str], None] | None = None) -> Report:
-    """Run every step against ``stack``; a Report with one row per step (stops at the first failure)."""
+def validate(stack: Stack, log: Callable[[str], None] | None = None, ui: bool | None = None) -> Report:
+    """Run every step against ``stack``; a Report with one row per step (stops at the first failure).
+
+    ``ui``: check the UI in a headless browser (True: it fails when no browser is installed; False: not checked;
+    None: when one is installed, else a log line says it is not checked and how to install one).
+    """
     log = log or stack.log
     report = Report(stack.topology.name)
     state = _State(stack=stack, client=Client(stack.connection()))
-    for name, step in steps_for(stack):
+    if not ui_wanted(ui):
+        from mlflowkit.ui import INSTALL_HINT
+
+        log(f"validate {stack.topology.name}: the UI is not checked in a browser"
+            + (f" (none found). Hint: {INSTALL_HINT}" if ui is None else " (asked not to)"))
+    for name, step in steps_for(stack, ui):
         started = time.monotonic()
         logs = ""
         try:
@@ -479,11 +521,12 @@ def clean_environment(settings: Settings) -> dict[str, str]:
     return env
 
 
-def validate_isolated(stack: Stack) -> Report:
+def validate_isolated(stack: Stack, ui: bool | None = None) -> Report:
     """Run :func:`validate` in a child process with :func:`clean_environment`: proves what the client needs."""
     with tempfile.TemporaryDirectory() as tmp:
         out = Path(tmp) / "report.json"
-        argv = [sys.executable, "-m", "mlflowkit.validate", stack.topology.name, str(out)]
+        argv = [sys.executable, "-m", "mlflowkit.validate", stack.topology.name, str(out),
+                {True: "ui", False: "no-ui", None: "auto"}[ui]]
         try:
             # cwd: a scratch directory, so nothing MLflow writes by default (./mlruns, mlflow.db) lands
             # where the user runs the command.
@@ -526,11 +569,13 @@ def validate_all(settings: Settings, log: Callable[[str], None]) -> list[Report]
 
 
 def main(argv: list[str]) -> None:
-    """``python -m mlflowkit.validate <topology> <report.json>``: validate, write the report as JSON."""
+    """``python -m mlflowkit.validate <topology> <report.json> [ui|no-ui|auto]``: validate, write the report as
+    JSON."""
     from mlflowkit import topology
 
-    name, out = argv
-    report = validate(Stack(topology.get(name), Settings()))
+    name, out, *rest = argv
+    ui = {"ui": True, "no-ui": False}.get(rest[0] if rest else "auto")
+    report = validate(Stack(topology.get(name), Settings()), ui=ui)
     Path(out).write_text(json.dumps(asdict(report)))
 
 

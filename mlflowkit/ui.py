@@ -1,0 +1,326 @@
+"""The MLflow UI checked in a real browser: headless Chromium (the system's, e.g. Debian's ``chromium``) driven by
+Selenium through ``chromedriver`` — no browser download.
+
+One browser process per Python process serves every page of every check: created on first use, closed at exit.
+The page's network traffic is read from Chrome's performance log (``goog:loggingPrefs``): a failed API call, or
+any request to a host other than the stack's own, fails the check, with the browser console's errors beside it.
+"""
+
+from __future__ import annotations
+
+import atexit
+import base64
+import contextlib
+import json
+import shutil
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+from urllib.parse import urlsplit
+
+from mlflowkit.errors import KitError
+
+# Where a browser and its driver are looked for, in order (Debian/Ubuntu names first; PATH lookups after).
+CHROMIUM = ("/usr/bin/chromium", "chromium", "chromium-browser", "google-chrome", "google-chrome-stable")
+CHROMEDRIVER = ("/usr/bin/chromedriver", "chromedriver")
+INSTALL_HINT = ("install Chromium and its driver (Debian/Ubuntu: `apt-get install chromium chromium-driver`); "
+                "the kit never downloads a browser.")
+_ARGUMENTS = ("--headless=new", "--no-sandbox", "--disable-dev-shm-usage", "--window-size=1440,1800",
+              "--disable-gpu", "--no-first-run", "--disable-extensions", "--disable-background-networking",
+              "--disable-component-update", "--disable-sync", "--disable-default-apps")
+# Calls the UI makes whose failure is its normal answer, and when: without --auth there is no auth app to say
+# who is logged in (the UI then hides user menus).
+_EXPECTED_WITHOUT_AUTH = {("/ajax-api/2.0/mlflow/users/current", 404)}
+# Calls the UI makes that MLflow answers only from a SQL store: on a file store (deprecated in MLflow 3) the server
+# says "<feature> is not supported with FileStore ... requires a SQL-based tracking backend" (HTTP 500). Reported
+# in the step's detail, not failed: the topology cannot have them.
+FILE_STORE_GAPS = {("/ajax-api/3.0/mlflow/datasets/search", 500), ("/ajax-api/3.0/mlflow/traces/metrics", 500)}
+# Schemes that never leave the page.
+_LOCAL_SCHEMES = ("data", "blob", "about", "chrome", "chrome-error", "devtools")
+
+
+def _which(candidates: Sequence[str]) -> str | None:
+    for candidate in candidates:
+        found = candidate if candidate.startswith("/") and Path(candidate).is_file() else shutil.which(candidate)
+        if found:
+            return found
+    return None
+
+
+def find_browser() -> tuple[str, str] | None:
+    """(chromium, chromedriver) executables, or None when either is missing."""
+    chromium, driver = _which(CHROMIUM), _which(CHROMEDRIVER)
+    return (chromium, driver) if chromium and driver else None
+
+
+def available() -> bool:
+    return find_browser() is not None
+
+
+# --- what the page did, from Chrome's performance log (pure: unit-tested without a browser) -------------
+
+
+@dataclass
+class Request:
+    """One request of the page: its URL, the HTTP status (None: no response) and the network error, if any."""
+
+    url: str
+    method: str = "GET"
+    status: int | None = None
+    error: str = ""
+    canceled: bool = False
+
+
+def requests_of(entries: Sequence[dict[str, Any]]) -> list[Request]:
+    """The page's requests, in order, from ``driver.get_log("performance")`` entries (or their messages)."""
+    found: list[Request] = []
+    latest: dict[str, Request] = {}  # a redirect reuses its request's id: the id names the latest hop
+    for entry in entries:
+        message = json.loads(entry["message"])["message"] if "message" in entry else entry
+        method, params = message.get("method", ""), message.get("params", {})
+        request_id = params.get("requestId", "")
+        if method == "Network.requestWillBeSent":
+            if request_id in latest and "redirectResponse" in params:
+                latest[request_id].status = int(params["redirectResponse"]["status"])
+            request = Request(params["request"]["url"], params["request"].get("method", "GET"))
+            latest[request_id] = request
+            found.append(request)
+        elif method == "Network.responseReceived" and request_id in latest:
+            latest[request_id].status = int(params["response"]["status"])
+        elif method == "Network.loadingFailed" and request_id in latest:
+            latest[request_id].error = params.get("errorText", "failed")
+            latest[request_id].canceled = bool(params.get("canceled"))
+    return found
+
+
+def file_store_gaps(requests: Sequence[Request]) -> list[str]:
+    """The calls of :data:`FILE_STORE_GAPS` the page made (their paths, once each)."""
+    return list(dict.fromkeys(urlsplit(r.url).path for r in requests
+                              if (urlsplit(r.url).path, r.status) in FILE_STORE_GAPS))
+
+
+def network_problems(requests: Sequence[Request], origin: str, *, auth: bool, file_store: bool = False) -> list[str]:
+    """Requests to another host than ``origin`` (``http://127.0.0.1:5000``), and failed calls (HTTP status >= 400
+    or a network error; a request canceled by the page itself is not a failure)."""
+    own = urlsplit(origin).netloc
+    expected = (set() if auth else _EXPECTED_WITHOUT_AUTH) | (FILE_STORE_GAPS if file_store else set())
+    problems = []
+    for request in requests:
+        parts = urlsplit(request.url)
+        if parts.scheme in _LOCAL_SCHEMES:
+            continue
+        if parts.netloc != own:
+            problems.append(f"request to another host: {request.method} {request.url[:200]}")
+            continue
+        if (parts.path, request.status) in expected:
+            continue
+        if request.status is not None and request.status >= 400:
+            problems.append(f"{request.method} {parts.path}{'?' + parts.query if parts.query else ''} answered "
+                            f"{request.status}"[:240])
+        elif request.error and not request.canceled and request.error != "net::ERR_ABORTED":
+            problems.append(f"{request.method} {parts.path} failed: {request.error}")
+    return list(dict.fromkeys(problems))
+
+
+# --- the browser ---------------------------------------------------------------------------------------
+
+
+class Browser:
+    """A headless Chromium session with its network and console logs."""
+
+    def __init__(self, chromium: str, chromedriver: str, timeout: float = 60) -> None:
+        from selenium import webdriver
+        from selenium.webdriver.chrome.service import Service
+
+        options = webdriver.ChromeOptions()
+        options.binary_location = chromium
+        for argument in _ARGUMENTS:
+            options.add_argument(argument)
+        options.set_capability("goog:loggingPrefs", {"performance": "ALL", "browser": "ALL"})
+        try:
+            self.driver = webdriver.Chrome(options=options, service=Service(chromedriver))
+        except Exception as exc:  # noqa: BLE001 - any start failure is the same one line
+            raise KitError(f"headless Chromium ({chromium}) did not start: {' '.join(str(exc).split())[:300]}",
+                           hint="`chromium --headless=new --no-sandbox --dump-dom about:blank` shows why; "
+                                + INSTALL_HINT) from None
+        self.driver.set_page_load_timeout(timeout)
+        self.driver.execute_cdp_cmd("Network.enable", {})
+        self.requests: list[Request] = []
+        self.console: list[str] = []
+
+    def authenticate(self, username: str | None, password: str | None) -> None:
+        """Every later request carries these basic-auth credentials (None: none)."""
+        headers = {}
+        if username:
+            token = base64.b64encode(f"{username}:{password or ''}".encode()).decode()
+            headers["Authorization"] = f"Basic {token}"
+        self.driver.execute_cdp_cmd("Network.setExtraHTTPHeaders", {"headers": headers})
+
+    def drain(self) -> None:
+        """Move what the browser logged since the last call into :attr:`requests` and :attr:`console`."""
+        self.requests += requests_of(self.driver.get_log("performance"))
+        self.console += [entry["message"] for entry in self.driver.get_log("browser") if entry["level"] == "SEVERE"]
+
+    def reset(self) -> None:
+        self.drain()
+        self.requests, self.console = [], []
+
+    def open(self, url: str) -> None:
+        self.driver.get(url)
+
+    def text(self) -> str:
+        from selenium.common.exceptions import WebDriverException
+
+        try:
+            return str(self.driver.execute_script("return document.body ? document.body.innerText : ''"))
+        except WebDriverException:
+            return ""
+
+    def wait_for(self, texts: Sequence[str], what: str, timeout: float) -> None:
+        """Until every one of ``texts`` is on the page; else a KitError naming what is missing."""
+        deadline = time.monotonic() + timeout
+        while True:
+            shown = self.text()
+            missing = [text for text in texts if text not in shown]
+            if not missing:
+                return
+            if time.monotonic() > deadline:
+                raise KitError(f"the UI's {what} did not show {', '.join(map(repr, missing))} within {timeout:.0f} s "
+                               f"({self.driver.current_url})", details=f"page text:\n{shown[-1500:]}")
+            time.sleep(0.2)
+
+    def wait_for_url(self, fragment: str, what: str, timeout: float) -> None:
+        deadline = time.monotonic() + timeout
+        while fragment not in self.driver.current_url:
+            if time.monotonic() > deadline:
+                raise KitError(f"{what} led to {self.driver.current_url}, not …{fragment}")
+            time.sleep(0.2)
+
+    def click_link(self, text: str, timeout: float) -> None:
+        from selenium.webdriver.common.by import By
+        from selenium.webdriver.support import expected_conditions
+        from selenium.webdriver.support.wait import WebDriverWait
+
+        xpath = f"//a[normalize-space()={json.dumps(text)}]"
+        try:
+            WebDriverWait(self.driver, timeout).until(expected_conditions.element_to_be_clickable((By.XPATH, xpath)))
+        except Exception:  # noqa: BLE001 - a timeout or a stale page: the same finding
+            raise KitError(f"the UI shows no link {text!r} ({self.driver.current_url})",
+                           details=f"page text:\n{self.text()[-1500:]}") from None
+        self.driver.find_element(By.XPATH, xpath).click()
+
+    def screenshot(self, path: Path) -> None:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        if not self.driver.save_screenshot(str(path)):
+            raise KitError(f"the browser could not save a screenshot to {path}")
+
+    def close(self) -> None:
+        with contextlib.suppress(Exception):  # at exit: the browser may already be gone
+            self.driver.quit()
+
+
+_BROWSER: list[Browser] = []
+
+
+def browser() -> Browser:
+    """This process's browser, started on first use (a KitError with the install hint when there is none)."""
+    if not _BROWSER:
+        found = find_browser()
+        if found is None:
+            raise KitError("no browser for the UI check: Chromium or chromedriver is not installed.", hint=INSTALL_HINT)
+        _BROWSER.append(Browser(*found))
+        atexit.register(close)
+    return _BROWSER[0]
+
+
+def close() -> None:
+    """Quit this process's browser (also done at exit)."""
+    while _BROWSER:
+        _BROWSER.pop().close()
+
+
+# --- the check -----------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Target:
+    """What the validation wrote, which the UI must show."""
+
+    base_url: str  # the published UI address, e.g. http://127.0.0.1:5040
+    experiment: str
+    experiment_id: str
+    run_id: str
+    run_name: str
+    metrics: dict[str, float]  # latest values, as the run page lists them
+    model: str
+    version: str
+    alias: str
+    trace_id: str
+    spans: tuple[str, ...]
+    file_store: bool = False  # the server reads a file store (see FILE_STORE_GAPS)
+    username: str | None = None  # basic auth (`mlflowkit up --auth`)
+    password: str | None = field(default=None, repr=False)
+
+
+def check(target: Target, screenshot: Path, timeout: float = 30) -> str:
+    """Open the UI as a person would, on every page the validation's data appears on; the detail line.
+
+    Pages: the experiment list (then a click on the validation experiment), the run (its metrics; screenshot),
+    the registered model (its version and alias), the experiment's traces view with the trace open.
+    """
+    started = time.monotonic()
+    b = browser()
+    b.open("about:blank")  # every check loads the UI afresh: all of its calls are seen, none left from before
+    b.reset()
+    base = target.base_url.rstrip("/")
+    auth = target.username is not None
+    try:
+        if auth:
+            b.authenticate(None, None)
+            b.open(base + "/")
+            b.drain()
+            document = next((r for r in b.requests if r.url.rstrip("/") == base), None)
+            status = document.status if document else None
+            if status != 401:
+                raise KitError(f"the UI answered {status} to a browser without credentials, not 401 (login)")
+            b.reset()
+        b.authenticate(target.username, target.password)
+        b.open(base + "/#/experiments")
+        b.wait_for([target.experiment], "experiment list", timeout)
+        b.click_link(target.experiment, timeout)
+        b.wait_for_url(f"/experiments/{target.experiment_id}", f"the link {target.experiment!r}", timeout)
+        b.wait_for([target.run_name], f"experiment {target.experiment!r}", timeout)
+        b.open(f"{base}/#/experiments/{target.experiment_id}/runs/{target.run_id}")
+        b.wait_for([target.run_name, *target.metrics, *map(repr, target.metrics.values())], "run page", timeout)
+        b.screenshot(screenshot)
+        b.open(f"{base}/#/models/{target.model}")
+        b.wait_for([f"Version {target.version}", target.alias], f"registered model {target.model!r}", timeout)
+        b.open(f"{base}/#/experiments/{target.experiment_id}/traces?selectedEvaluationId={target.trace_id}")
+        b.wait_for(list(target.spans), "traces view", timeout)
+        time.sleep(0.5)  # calls started by the last page finish (their failures count too)
+    except KitError as exc:
+        b.drain()
+        problems = network_problems(b.requests, base, auth=auth, file_store=target.file_store)
+        cause = f"; first failing request: {problems[0]}" if problems else ""
+        raise KitError(exc.message + cause, hint=exc.hint, details=_details(b, target, exc.details)) from None
+    b.drain()
+    problems = network_problems(b.requests, base, auth=auth, file_store=target.file_store)
+    if problems:
+        raise KitError(f"the UI page made {len(problems)} failing or foreign request(s): {problems[0]}",
+                       details=_details(b, target, ""))
+    pages = "experiments, experiment, run, model, traces"
+    gaps = file_store_gaps(b.requests) if target.file_store else []
+    known = f" but {len(gaps)} MLflow answers only from a SQL store ({', '.join(gaps)})" if gaps else ""
+    return (f"{pages} pages in {time.monotonic() - started:.1f} s{' after the login' if auth else ''}; "
+            f"{len(b.requests)} requests, all to {urlsplit(base).netloc}, none failed{known}; screenshot {screenshot}")
+
+
+def _details(b: Browser, target: Target, page: str | None) -> str:
+    problems = network_problems(b.requests, target.base_url.rstrip("/"), auth=target.username is not None,
+                                file_store=target.file_store)
+    lines = ["failing or foreign requests:", *problems] if problems else []
+    lines += ["browser console errors:", *b.console[-20:]] if b.console else []
+    return "\n".join([*lines, page or ""]).strip()
+

@@ -356,6 +356,8 @@ def markdown_table() -> str:
             needs = "`MLFLOW_TRACKING_URI` + the artifact directory at the same path"
         elif t.client_needs_s3_credentials:
             needs = "`MLFLOW_TRACKING_URI` + S3 endpoint and keys"
+        elif t.tls:
+            needs = "`MLFLOW_TRACKING_URI` + the stack's CA (`MLFLOW_TRACKING_SERVER_CERT_PATH`)"
         else:
             needs = "`MLFLOW_TRACKING_URI` only"
         rows.append(f"| [`{t.name}`](stacks/{t.name}/README.md) | {t.scenario} | {t.title} | {needs} "

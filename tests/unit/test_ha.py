@@ -18,6 +18,18 @@ from mlflowkit.topology import HA, TOPOLOGIES
 ROOT = Path(__file__).resolve().parents[2]
 
 
+def config(name: str) -> str:
+    """A file the ha stack's compose.yaml writes for its services (top-level ``configs``)."""
+    return yaml.safe_load((ROOT / "stacks" / "ha" / "compose.yaml").read_text())["configs"][name]["content"]
+
+
+def test_the_stack_is_files_the_wheel_carries():
+    """The kit's wheel carries */compose.yaml, */README.md and */.env.example of each stack (pyproject.toml):
+    the stack's configuration files are written inside its compose.yaml, not beside it."""
+    assert sorted(p.name for p in (ROOT / "stacks" / "ha").iterdir() if p.name != "tls" and p.name != ".env") == \
+        [".env.example", "README.md", "compose.yaml"]
+
+
 def _load_cert(path: Path):
     from cryptography import x509
 
@@ -112,8 +124,7 @@ def test_the_budgets_defaults_are_the_compose_files():
         assert f"${{{variable}:-{default}}}" in text, variable
     for replicas in HA.replicas:
         assert f"${{{replicas.variable}:-{replicas.default}}}" in text, replicas.variable
-        assert f"server-template {replicas.service} 1-8 {replicas.service}:5000" in \
-               (ROOT / "stacks" / "ha" / "haproxy.cfg").read_text()
+        assert f"server-template {replicas.service} 1-8 {replicas.service}:5000" in config("haproxy-cfg")
 
 
 CSV = """# pxname,svname,qcur,status,addr
@@ -171,5 +182,5 @@ def test_replicas_are_not_published_and_share_one_secret_and_users_database(repl
     env = spec["environment"]  # the YAML merge key (<<: *replica-env) resolved by the loader
     assert env["MLFLOW_AUTH_CONFIG_PATH"] == "/etc/mlflowkit/ha/basic_auth.ini"
     assert env["MLFLOW_SERVER_ENABLE_JOB_EXECUTION"] == "false", "no per-replica SQLite job queue"
-    ini = (ROOT / "stacks" / "ha" / "basic_auth.ini").read_text()
+    ini = config("basic-auth-ini")
     assert "database_uri = postgresql+psycopg2://?host=pgbouncer&port=6432" in ini and "sqlite" not in ini

@@ -274,6 +274,58 @@ def step_ui(s: _State) -> str:
     return ui.check(target, screenshot, timeout=min(connection.timeout, 30))  # a page shows in ~3 s
 
 
+METRICS_SERVICE = "prometheus"  # the `metrics` profile's service (stacks/common/metrics.yaml)
+REQUEST_COUNTER = "mlflow_http_request_total"  # prometheus-flask-exporter's counter of an --expose-prometheus server
+
+
+def target_problems(answer: dict) -> list[str]:
+    """Prometheus' ``/api/v1/targets`` answer: every active target must be up (and there must be one)."""
+    targets = answer.get("data", {}).get("activeTargets", [])
+    if not targets:
+        return ["Prometheus has no active scrape target"]
+    return [f"{t.get('scrapeUrl')} is {t.get('health')}: {t.get('lastError') or 'not scraped yet'}"
+            for t in targets if t.get("health") != "up"]
+
+
+def query_value(answer: dict) -> float:
+    """The single value of an instant ``/api/v1/query`` answer (``sum(...)``); 0 when there is no sample yet."""
+    result = answer.get("data", {}).get("result", [])
+    return float(result[0]["value"][1]) if result else 0.0
+
+
+def _metrics_running(stack: Stack) -> bool:
+    return any(s.service == METRICS_SERVICE and s.state == "running" for s in stack.states())
+
+
+def step_metrics(s: _State) -> str:
+    """With the `metrics` profile: every scrape target up, and the servers' request counter moves when the
+    client makes requests (read back through Prometheus, on its published port)."""
+    import requests
+
+    base = f"http://127.0.0.1:{s.stack.env()['PROMETHEUS_PORT']}/api/v1"
+    timeout = s.client.connection.timeout
+
+    def counter() -> float:
+        answer = requests.get(f"{base}/query", params={"query": f"sum({REQUEST_COUNTER})"}, timeout=timeout)
+        answer.raise_for_status()
+        return query_value(answer.json())
+
+    before = counter()
+    for _ in range(3):
+        s.client.ping()
+    deadline = time.monotonic() + 30  # scrapes every 5 s (stacks/common/metrics.yaml)
+    while (after := counter()) <= before:
+        _expect(time.monotonic() < deadline, f"{REQUEST_COUNTER} stayed at {before:.0f} in Prometheus for 30 s "
+                f"after 3 requests")
+        time.sleep(1)
+    answer = requests.get(f"{base}/targets", params={"state": "active"}, timeout=timeout)
+    answer.raise_for_status()
+    targets = answer.json()["data"]["activeTargets"]
+    problems = target_problems(answer.json())
+    _expect(not problems, "; ".join(problems))
+    return f"{len(targets)} target(s) up; {REQUEST_COUNTER} {before:.0f} -> {after:.0f}"
+
+
 def _artifact_uris(s: _State) -> dict[str, str]:
     """Where the server says the run's artifact and the model's files are."""
     run = s.client.get_run(s.run_id)
@@ -431,9 +483,9 @@ def ui_wanted(ui: bool | None) -> bool:
     return browser.available()
 
 
-def steps_for(stack: Stack, ui: bool | None = None) -> list[tuple[str, Step]]:
+def steps_for(stack: Stack, ui: bool | None = None, metrics: bool | None = None) -> list[tuple[str, Step]]:
     """The common pipeline plus the topology's own "where did it land" checks, then the UI in a browser (see
-    :func:`ui_wanted`)."""
+    :func:`ui_wanted`) and Prometheus' view (``metrics``; None: when the stack runs its `metrics` profile)."""
     topology = stack.topology
     proxied = topology.artifact_mode in (ArtifactMode.PROXIED, ArtifactMode.ARTIFACTS_SERVER)
     steps: list[tuple[str, Step]] = [("no S3 credentials", step_no_s3_credentials)] if proxied else []
@@ -467,6 +519,8 @@ def steps_for(stack: Stack, ui: bool | None = None) -> list[tuple[str, Step]]:
         Backend.SQLITE: ("trace in SQLite", step_trace_sqlite),
         Backend.POSTGRESQL: ("trace in PostgreSQL", step_trace_postgres),
     }[topology.backend])
+    if metrics or (metrics is None and _metrics_running(stack)):
+        steps.append(("metrics", step_metrics))
     if ui_wanted(ui):
         steps.append(("ui", step_ui))
     return steps

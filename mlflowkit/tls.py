@@ -75,6 +75,21 @@ def covers(certificate, names: Sequence[str]) -> bool:  # noqa: ANN001 - a crypt
     return set(names) <= have
 
 
+def spki_fingerprint(server_pem: Path) -> str:
+    """Base64 of the SHA-256 of the server certificate's public key (its SubjectPublicKeyInfo): what Chromium's
+    ``--ignore-certificate-errors-spki-list`` takes to trust exactly this certificate and no other (a headless
+    browser has no option to add a CA file)."""
+    import base64
+    import hashlib
+
+    from cryptography import x509
+    from cryptography.hazmat.primitives import serialization
+
+    cert = x509.load_pem_x509_certificate(server_pem.read_bytes())  # the first PEM block: the server's own
+    der = cert.public_key().public_bytes(serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo)
+    return base64.b64encode(hashlib.sha256(der).digest()).decode()
+
+
 def _key():  # noqa: ANN202
     from cryptography.hazmat.primitives.asymmetric import ec
 

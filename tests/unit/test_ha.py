@@ -97,6 +97,23 @@ def test_a_certificate_is_kept_renewed_for_new_names_and_a_users_own_is_never_to
     assert (own / "server.pem").read_text() == "the user's chain and key" and not (own / "ca.key").exists()
 
 
+def test_the_spki_fingerprint_is_the_server_keys_and_changes_with_it(tmp_path):
+    import base64
+    import hashlib
+    import subprocess
+
+    files = tls.ensure(tmp_path, ["localhost"])
+    fingerprint = tls.spki_fingerprint(files.server)
+    assert len(base64.b64decode(fingerprint)) == 32
+    der = subprocess.run(["openssl", "x509", "-pubkey", "-noout", "-in", str(files.server)], capture_output=True,
+                         check=True).stdout
+    key = subprocess.run(["openssl", "pkey", "-pubin", "-outform", "DER"], input=der, capture_output=True,
+                         check=True).stdout
+    assert fingerprint == base64.b64encode(hashlib.sha256(key).digest()).decode()
+    tls.ensure(tmp_path, ["localhost", "other"])  # a new certificate has a new key
+    assert tls.spki_fingerprint(files.server) != fingerprint
+
+
 def test_connection_budget_adds_up_replicas_workers_pools_and_checks_both_limits():
     budget = HA.budget({}, auth=True)
     # 2 tracking replicas x 1 worker x 3 engines x (2 + 3) + 2 artifacts replicas x 1 worker x 1 engine x 5

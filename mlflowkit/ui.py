@@ -55,8 +55,18 @@ def find_browser() -> tuple[str, str] | None:
     return (chromium, driver) if chromium and driver else None
 
 
+def _selenium_missing() -> bool:
+    import importlib.util
+
+    return importlib.util.find_spec("selenium") is None
+
+
+SELENIUM_HINT = "install Selenium into the kit's environment (`pip install selenium`; a dev dependency of the kit)."
+
+
 def available() -> bool:
-    return find_browser() is not None
+    """A browser, its driver and Selenium to drive them are all installed."""
+    return find_browser() is not None and not _selenium_missing()
 
 
 # --- what the page did, from Chrome's performance log (pure: unit-tested without a browser) -------------
@@ -230,6 +240,8 @@ def browser() -> Browser:
         found = find_browser()
         if found is None:
             raise KitError("no browser for the UI check: Chromium or chromedriver is not installed.", hint=INSTALL_HINT)
+        if _selenium_missing():
+            raise KitError("no browser for the UI check: Selenium is not installed.", hint=SELENIUM_HINT)
         _BROWSER.append(Browser(*found))
         atexit.register(close)
     return _BROWSER[0]

@@ -536,10 +536,11 @@ def validate(stack: Stack, log: Callable[[str], None] | None = None, ui: bool | 
     report = Report(stack.topology.name)
     state = _State(stack=stack, client=Client(stack.connection()))
     if not ui_wanted(ui):
-        from mlflowkit.ui import INSTALL_HINT
+        from mlflowkit.ui import INSTALL_HINT, SELENIUM_HINT, find_browser
 
+        hint = INSTALL_HINT if find_browser() is None else SELENIUM_HINT
         log(f"validate {stack.topology.name}: the UI is not checked in a browser"
-            + (f" (none found). Hint: {INSTALL_HINT}" if ui is None else " (asked not to)"))
+            + (f" (none found). Hint: {hint}" if ui is None else " (asked not to)"))
     for name, step in steps_for(stack, ui):
         started = time.monotonic()
         logs = ""

@@ -86,3 +86,13 @@ def test_calls_only_a_sql_store_answers_are_gaps_of_a_file_store_and_failures_el
     assert ui.file_store_gaps(requests) == ["/ajax-api/3.0/mlflow/datasets/search",
                                             "/ajax-api/3.0/mlflow/traces/metrics"]
     assert len(ui.network_problems(requests, ORIGIN, auth=False, file_store=False)) == 2
+
+
+def test_without_selenium_there_is_no_browser_check_and_the_hint_says_so(monkeypatch):
+    monkeypatch.setattr(ui, "_selenium_missing", lambda: True)
+    monkeypatch.setattr(ui, "_BROWSER", [])
+    monkeypatch.setattr(ui, "find_browser", lambda: ("/usr/bin/chromium", "/usr/bin/chromedriver"))
+    assert not ui.available() and validate.ui_wanted(None) is False
+    with pytest.raises(KitError) as info:
+        ui.browser()
+    assert "Selenium is not installed" in str(info.value) and "pip install selenium" in (info.value.hint or "")

@@ -4,6 +4,7 @@ A snapshot directory holds::
 
     manifest.json     kit and MLflow versions, topology, counts, a sha256 per artifact, what the metadata is
     metadata/         postgres.dump (pg_dump, custom format) | mlruns.db (SQLite online backup) | mlruns/ (file store)
+                      auth-<server>.db: with `up --auth`, each MLflow server's users and permissions (SQLite)
     artifacts/        every object of the bucket, or every file of the local artifact directory, by key
 
 Consistency while clients write: the metadata is taken first (one transaction for PostgreSQL, the online backup
@@ -39,6 +40,7 @@ Log = Callable[[str], None]
 MANIFEST = "manifest.json"
 MARKER = "restore-in-progress.json"  # in the stack's state directory while a restore runs
 S3_SCRIPT = Path(__file__).with_name("s3_objects.py")
+AUTH_SCRIPT = Path(__file__).with_name("auth_db.py")
 # The one-shot service of the S3 stacks that holds the bucket's endpoint and keys.
 S3_SERVICE = "create-bucket"
 
@@ -53,6 +55,7 @@ class Manifest:
     counts: dict[str, int]
     artifacts: dict[str, str] = field(default_factory=dict)  # key -> sha256
     data_dir: str = ""  # local topologies: MLFLOW_DATA_DIR when taken (restores elsewhere rewrite paths)
+    auth: dict[str, int] = field(default_factory=dict)  # `up --auth`: server -> its users (metadata/auth-<server>.db)
 
     def write(self, directory: Path) -> None:
         (directory / MANIFEST).write_text(json.dumps(asdict(self), indent=2, sort_keys=True) + "\n")
@@ -147,10 +150,11 @@ def backup(stack: Stack, target: Path, log: Log) -> Manifest:
         before = counts(client)
         log(f"backup: {_describe(before)}")
         metadata = _backup_metadata(stack, target / "metadata", log)
+        auth = _backup_auth(stack, target / "metadata", log)
         artifacts = _backup_artifacts(stack, target / "artifacts", log)
         manifest = Manifest(topology=stack.topology.name, kit_version=__version__,
                             mlflow_version=stack.server_version(), created=_now(), metadata=metadata,
-                            counts=before, artifacts=artifacts, data_dir=_data_dir(stack))
+                            counts=before, artifacts=artifacts, data_dir=_data_dir(stack), auth=auth)
         _check_models_are_in(client, stack, artifacts)
         manifest.write(target)
     except BaseException:
@@ -186,6 +190,43 @@ def _backup_metadata(stack: Stack, directory: Path, log: Log) -> str:
     log(f"backup: metadata: copy of the file store {store}")
     shutil.copytree(store, directory / store.name)
     return store.name
+
+
+def _auth_servers(stack: Stack) -> tuple[str, ...]:
+    """The servers whose auth-data volume holds users: every MLflow server of a stack that runs with --auth."""
+    return stack.topology.servers if stack.env().get("MLFLOW_AUTH_ARGS") else ()
+
+
+def _backup_auth(stack: Stack, directory: Path, log: Log) -> dict[str, int]:
+    found: dict[str, int] = {}
+    for server in _auth_servers(stack):
+        path = directory / f"auth-{server}.db"
+        with _auth_output(stack, server, "export") as data, path.open("wb") as out:
+            shutil.copyfileobj(data, out)
+        if not path.stat().st_size:  # the server has not made its database (yet)
+            path.unlink()
+            continue
+        with sqlite3.connect(f"file:{path}?mode=ro", uri=True) as db:
+            found[server] = int(db.execute("SELECT count(*) FROM users").fetchone()[0])
+        log(f"backup: users of --auth on {server}: {found[server]}")
+    return found
+
+
+def _restore_auth(stack: Stack, directory: Path, manifest: Manifest, log: Log) -> None:
+    if manifest.auth and not _auth_servers(stack):
+        log(f"restore: the backup holds users of --auth; {stack.topology.name} runs without it, so they are "
+            f"restored but unused until `mlflowkit up {stack.topology.name} --auth`")
+    for server in manifest.auth:
+        with (directory / f"auth-{server}.db").open("rb") as snapshot:
+            compose, args = script_command(stack, server, AUTH_SCRIPT, "import")
+            users = compose.input(*args, write=lambda stdin: shutil.copyfileobj(snapshot, stdin),
+                                  timeout=stack.settings.command_timeout)
+        log(f"restore: users of --auth on {server}: {users.strip()}")
+
+
+def _auth_users(stack: Stack, server: str) -> int:
+    compose, args = script_command(stack, server, AUTH_SCRIPT, "users")
+    return int(compose.call(*args, timeout=stack.settings.command_timeout).strip() or 0)
 
 
 def _backup_artifacts(stack: Stack, directory: Path, log: Log) -> dict[str, str]:
@@ -281,10 +322,17 @@ def _restore_metadata(stack: Stack, directory: Path, manifest: Manifest, log: Lo
     try:
         if stack.topology.backend is Backend.POSTGRESQL:
             env = stack.env()
-            log("restore: metadata: pg_restore --clean (every table replaced)")
+            psql = ["-U", env["POSTGRES_USER"], "-d", env["POSTGRES_DB"]]
+            # The whole schema goes, not only the dump's tables (pg_restore --clean): after a failed upgrade the
+            # database holds a newer MLflow's tables, whose foreign keys would stop the old tables being dropped,
+            # and whose leftovers an older MLflow's migration refuses. Not one transaction with the load: a
+            # restore that stops in between is finished by running it again (the marker allows that).
+            log("restore: metadata: the database emptied (schema public made anew), then pg_restore")
+            compose.exec("postgres", ["psql", "-v", "ON_ERROR_STOP=1", "-q", *psql, "-c",
+                                      "DROP SCHEMA public CASCADE; CREATE SCHEMA public;"],
+                         timeout=stack.settings.command_timeout)
             with (directory / manifest.metadata).open("rb") as dump:
-                compose.input("exec", "-T", "postgres", "pg_restore", "--clean", "--if-exists", "--no-owner",
-                              "--single-transaction", "-U", env["POSTGRES_USER"], "-d", env["POSTGRES_DB"],
+                compose.input("exec", "-T", "postgres", "pg_restore", "--no-owner", "--single-transaction", *psql,
                               write=lambda stdin: shutil.copyfileobj(dump, stdin),
                               timeout=stack.settings.command_timeout * 5)
         else:
@@ -299,9 +347,15 @@ def _restore_metadata(stack: Stack, directory: Path, manifest: Manifest, log: Lo
                 shutil.rmtree(store, ignore_errors=True)
                 shutil.copytree(directory / manifest.metadata, store)
             _rewrite_local_paths(stack, manifest, log)
-    finally:
-        log(f"restore: starting {', '.join(servers)}")
-        stack.up()
+        _restore_auth(stack, directory, manifest, log)
+    except BaseException:
+        try:  # the servers back, if they start on what is there; the error that stopped the restore is the one shown
+            stack.up()
+        except KitError as exc:
+            log(f"restore: {', '.join(servers)} did not start again ({exc.message})")
+        raise
+    log(f"restore: starting {', '.join(servers)}")
+    stack.up()
 
 
 def _restore_artifacts(stack: Stack, directory: Path, manifest: Manifest, log: Log) -> None:
@@ -336,7 +390,11 @@ def verify(stack: Stack, manifest: Manifest, log: Log) -> None:
     wrong = [key for key, digest in manifest.artifacts.items() if present.get(key) != digest]
     if wrong:
         raise KitError(f"{len(wrong)} of {len(manifest.artifacts)} artifacts are missing or differ: {wrong[:3]}")
-    log(f"restore: verified {_describe(found)}; {len(manifest.artifacts)} artifacts with equal sha256")
+    users = {server: _auth_users(stack, server) for server in manifest.auth}
+    if users != manifest.auth:
+        raise KitError(f"restored users of --auth differ from the backup's: {users} (backup: {manifest.auth})")
+    log(f"restore: verified {_describe(found)}; {len(manifest.artifacts)} artifacts with equal sha256"
+        + "".join(f"; {n} users on {server}" for server, n in users.items()))
 
 
 def _checksums(stack: Stack) -> dict[str, str]:
@@ -412,12 +470,27 @@ def _inside(directory: Path, key: str) -> Path:
     return path
 
 
-def s3_command(stack: Stack, mode: str) -> tuple[Compose, list[str]]:
-    """:mod:`mlflowkit.s3_objects` in the stack's S3 one-shot: the script travels in the environment."""
+def script_command(stack: Stack, service: str, script: Path, *args: str) -> tuple[Compose, list[str]]:
+    """``script`` (standard library and the image's packages) run with ``args`` in a one-shot container of
+    ``service`` (its environment and volumes). The script travels in the environment variable MLFLOWKIT_SCRIPT,
+    so the command line stays short and readable in errors."""
     compose = stack.compose()
-    compose = replace(compose, env={**(compose.env or {}), "MLFLOWKIT_S3_SCRIPT": S3_SCRIPT.read_text()})
-    return compose, ["run", "--rm", "--no-deps", "-T", "-e", "MLFLOWKIT_S3_SCRIPT", "--entrypoint", "python",
-                     S3_SERVICE, "-c", 'import os; exec(os.environ["MLFLOWKIT_S3_SCRIPT"])', mode]
+    compose = replace(compose, env={**(compose.env or {}), "MLFLOWKIT_SCRIPT": script.read_text()})
+    return compose, ["run", "--rm", "--no-deps", "-T", "-e", "MLFLOWKIT_SCRIPT", "--entrypoint", "python",
+                     service, "-c", 'import os; exec(os.environ["MLFLOWKIT_SCRIPT"])', *args]
+
+
+def s3_command(stack: Stack, mode: str) -> tuple[Compose, list[str]]:
+    """:mod:`mlflowkit.s3_objects` in the stack's S3 one-shot."""
+    return script_command(stack, S3_SERVICE, S3_SCRIPT, mode)
+
+
+@contextmanager
+def _auth_output(stack: Stack, service: str, mode: str) -> Iterator[IO[bytes]]:
+    """The output of :mod:`mlflowkit.auth_db` run in a one-shot container of ``service``."""
+    compose, args = script_command(stack, service, AUTH_SCRIPT, mode)
+    with compose.output(*args, timeout=stack.settings.command_timeout * 2) as out:
+        yield out
 
 
 @contextmanager

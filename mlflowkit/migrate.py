@@ -34,7 +34,7 @@ from enum import Enum
 from pathlib import Path
 from typing import IO, Any
 
-from mlflowkit.backup import counts, is_empty, s3_command, s3_output
+from mlflowkit.backup import counts, is_empty, s3_command, s3_output, script_command
 from mlflowkit.client import Client
 from mlflowkit.errors import CommandError, KitError
 from mlflowkit.stack import Stack
@@ -259,10 +259,9 @@ def _into_postgres(target: Stack, database: Path, files: dict[str, Path], log: L
     with _servers_stopped(target, log):
         log(f"migrate: rows into {target.topology.name}'s PostgreSQL, table by table (one transaction)")
         with database.open("rb") as db, _explained("copying the rows into PostgreSQL"):
-            out = target.compose().input("run", "--rm", "--no-deps", "-T", "--entrypoint", "python", DB_SERVICE,
-                                         "-c", SQL_SCRIPT.read_text(), "load",
-                                         write=lambda stdin: shutil.copyfileobj(db, stdin),
-                                         timeout=target.settings.command_timeout * 10)
+            loader, args = script_command(target, DB_SERVICE, SQL_SCRIPT, "load")
+            out = loader.input(*args, write=lambda stdin: shutil.copyfileobj(db, stdin),
+                               timeout=target.settings.command_timeout * 10)
         for line in out.strip().splitlines()[:-1]:
             log(f"migrate: {line.strip()}")
         _upload(target, files, log)
@@ -299,9 +298,9 @@ def _postgres_to_postgres(source: Stack, target: Stack, pairs: list[tuple[str, s
             compose.input("exec", "-T", "postgres", "pg_restore", "--clean", "--if-exists", "--no-owner",
                           "--single-transaction", "-U", target_env["POSTGRES_USER"], "-d", target_env["POSTGRES_DB"],
                           write=lambda stdin: shutil.copyfileobj(handle, stdin), timeout=timeout)
-        args = [item for pair in pairs for item in pair]
-        printed = compose.call("run", "--rm", "--no-deps", "-T", "--entrypoint", "python", DB_SERVICE, "-c",
-                           SQL_SCRIPT.read_text(), "rewrite", *args, timeout=timeout)
+        rewriter, args = script_command(target, DB_SERVICE, SQL_SCRIPT, "rewrite",
+                                        *[item for pair in pairs for item in pair])
+        printed = rewriter.call(*args, timeout=timeout)
         changed = json.loads(printed.strip().splitlines()[-1])["rewritten"]
         log(f"migrate: {changed} artifact URIs rewritten {pairs[0][0]}… -> {pairs[0][1]}…")
         log("migrate: artifacts: every object of the source's bucket into the target's (same keys)")

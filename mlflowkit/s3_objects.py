@@ -9,8 +9,8 @@ Modes:
   import     objects from a tar stream on stdin (overwrites keys that exist); prints how many
   checksums  {key: sha256} of every object, as JSON on stdout
 
-The kit hands this file over in the environment variable MLFLOWKIT_S3_SCRIPT (command lines stay short and
-readable in errors): ``python -c 'import os; exec(os.environ["MLFLOWKIT_S3_SCRIPT"])' MODE``.
+The kit hands this file over in the environment (``mlflowkit.backup.script_command``; command lines stay short
+and readable in errors): ``python -c 'import os; exec(os.environ["MLFLOWKIT_SCRIPT"])' MODE``.
 """
 
 from __future__ import annotations

@@ -1,8 +1,9 @@
 """MLflow's SQL tables, copied and rewritten with SQLAlchemy alone: the row-level half of `mlflowkit migrate`.
 
 Imported on the host (renumbering and URI rewriting of a temporary SQLite copy) and run inside a PostgreSQL
-stack's ``migrate`` one-shot (``python -c <this file> MODE``), whose environment holds
-``MLFLOW_BACKEND_STORE_URI`` and which has SQLAlchemy and psycopg2; PostgreSQL is not published on the host.
+stack's ``migrate`` one-shot (handed over in the environment by ``mlflowkit.backup.script_command``), whose
+environment holds ``MLFLOW_BACKEND_STORE_URI`` and which has SQLAlchemy and psycopg2; PostgreSQL is not published
+on the host.
 Standard library and SQLAlchemy only.
 
 Modes (inside a stack):

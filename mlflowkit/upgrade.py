@@ -110,13 +110,14 @@ def image_for(settings: Settings, version: str) -> str:
 
 
 def ensure_image(settings: Settings, version: str, log: Log) -> str:
-    """The image of MLflow ``version``, built from its pins when missing; its name."""
+    """The image of MLflow ``version``, built from its pins; its name. The kit's own version is built when
+    missing (`mlflowkit build` rebuilds it); another version is built every time, which its cached layers make a
+    matter of seconds, so an image made by an older kit (another entrypoint, other pins) is never run."""
     lock = lock_file(settings, version)
     image = image_for(settings, version)
-    if image_exists(image):
-        return image
     if version == default_version(settings):
-        images.build(settings, log, ["mlflow"])
+        if not image_exists(image):
+            images.build(settings, log, ["mlflow"])
         return image
     base = images.base_image(settings)
     images.ensure_base(base, log)

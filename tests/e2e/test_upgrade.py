@@ -99,14 +99,11 @@ def stack_3_1(e2e_settings: Settings) -> Iterator[tuple[Stack, old_clients.Writt
             stack.down(volumes=True)
 
 
-@pytest.fixture
-def image_whose_migration_fails(stack_3_1) -> Iterator[str]:
-    """The kit's image with an ``mlflow`` first on PATH whose ``db upgrade`` fails (everything else as usual)."""
-    stack, _ = stack_3_1
+def wrapped_image(stack: Stack, tag: str, on_db_upgrade: str) -> str:
+    """The kit's image with an ``mlflow`` first on PATH that runs ``on_db_upgrade`` (shell) for ``db upgrade``
+    and the real mlflow for everything else."""
     base = upgrade.image_for(stack.settings, "3.17.2")
-    tag = f"{PREFIX}/mlflow:migration-fails"
-    script = ('#!/bin/sh\nif [ "$1 $2" = "db upgrade" ]; then\n'
-              '  echo "simulated failure: this image cannot migrate (the kit\'s upgrade test)" >&2\n  exit 3\nfi\n'
+    script = (f'#!/bin/sh\nif [ "$1 $2" = "db upgrade" ]; then\n{on_db_upgrade}\nfi\n'
               'exec /opt/mlflow/bin/mlflow "$@"\n')
     with tempfile.TemporaryDirectory() as tmp:
         bin_dir = Path(tmp) / "bin"
@@ -120,6 +117,23 @@ def image_whose_migration_fails(stack_3_1) -> Iterator[str]:
             run(["docker", "commit", "--change", f"ENV PATH={path}", container, tag], timeout=120)
         finally:
             run(["docker", "rm", "--force", container], timeout=60)
+    return tag
+
+
+FAILURES = {
+    # before anything changed: the old schema is still there
+    "before migrating": 'echo "simulated failure: this image cannot migrate (the kit\'s upgrade test)" >&2\nexit 3',
+    # after MLflow's migrations ran: the database holds the new schema, which the old server cannot run on, so
+    # only the backup brings the stack back
+    "after migrating": '/opt/mlflow/bin/mlflow "$@" || exit\n'
+                       'echo "simulated failure: this image cannot migrate (the kit\'s upgrade test)" >&2\nexit 3',
+}
+
+
+@pytest.fixture(params=list(FAILURES))
+def image_whose_migration_fails(request, stack_3_1) -> Iterator[str]:
+    stack, _ = stack_3_1
+    tag = wrapped_image(stack, f"{PREFIX}/mlflow:migration-fails", FAILURES[request.param])
     yield tag
     run(["docker", "image", "rm", "--force", tag], timeout=60)
 
@@ -147,3 +161,32 @@ def test_a_3_1_stack_upgrades_with_all_its_data(stack_3_1):
     assert stack.server_version() == "3.17.2"
     assert_kept(stack, written)
     assert_champion_served(stack, written)
+
+
+# --- --auth on an old version: the admin from the image's entrypoint, users kept by the upgrade -----------------
+
+def test_a_2_22_stack_with_auth_keeps_its_users_through_the_upgrade(e2e_settings, make_stack):
+    import requests
+
+    image = upgrade.ensure_image(e2e_settings, "2.22.5", _log)
+    stack = make_stack(POSTGRES_S3, MLFLOW_IMAGE=image)
+    stack.up(auth=True)  # MLflow 2.22.5 reads its admin only from the ini: the entrypoint's private copy
+    assert stack.server_version() == "2.22.5"
+    values = stack.env()
+    admin = (values["MLFLOW_AUTH_ADMIN_USERNAME"], values["MLFLOW_AUTH_ADMIN_PASSWORD"])
+    api = f"{stack.ui_url()}/api/2.0/mlflow"
+
+    def status(auth: tuple[str, str] | None) -> int:
+        return requests.get(f"{api}/experiments/search", params={"max_results": 1}, auth=auth, timeout=10).status_code
+
+    created = requests.post(f"{api}/users/create", json={"username": "alice", "password": "alice-pass-2.22"},
+                            auth=admin, timeout=10)
+    assert created.status_code == 200, created.text
+    assert (status(None), status(("alice", "wrong")), status(("alice", "alice-pass-2.22")), status(admin)) \
+        == (401, 401, 200, 200)
+
+    upgrade.upgrade(stack, "3.17.2", _log)  # its validation runs as the admin
+
+    assert stack.server_version() == "3.17.2"
+    assert (status(None), status(("alice", "wrong")), status(("alice", "alice-pass-2.22")), status(admin)) \
+        == (401, 401, 200, 200)

@@ -37,6 +37,8 @@ _EXPECTED_WITHOUT_AUTH = {("/ajax-api/2.0/mlflow/users/current", 404)}
 # says "<feature> is not supported with FileStore ... requires a SQL-based tracking backend" (HTTP 500). Reported
 # in the step's detail, not failed: the topology cannot have them.
 FILE_STORE_GAPS = {("/ajax-api/3.0/mlflow/datasets/search", 500), ("/ajax-api/3.0/mlflow/traces/metrics", 500)}
+# A call Chrome aborted because the host's network interfaces changed: no answer of the server (see wait_for).
+NETWORK_CHANGED = "net::ERR_NETWORK_CHANGED"
 # Schemes that never leave the page.
 _LOCAL_SCHEMES = ("data", "blob", "about", "chrome", "chrome-error", "devtools")
 
@@ -129,7 +131,7 @@ def network_problems(requests: Sequence[Request], origin: str, *, auth: bool, fi
         if request.status is not None and request.status >= 400:
             problems.append(f"{request.method} {parts.path}{'?' + parts.query if parts.query else ''} answered "
                             f"{request.status}"[:240])
-        elif request.error and not request.canceled and request.error != "net::ERR_ABORTED":
+        elif request.error and not request.canceled and request.error not in ("net::ERR_ABORTED", NETWORK_CHANGED):
             problems.append(f"{request.method} {parts.path} failed: {request.error}")
     return list(dict.fromkeys(problems))
 
@@ -159,6 +161,7 @@ class Browser:
         self.driver.execute_cdp_cmd("Network.enable", {})
         self.requests: list[Request] = []
         self.console: list[str] = []
+        self.reloads = 0
 
     def authenticate(self, username: str | None, password: str | None) -> None:
         """Every later request carries these basic-auth credentials (None: none)."""
@@ -175,7 +178,7 @@ class Browser:
 
     def reset(self) -> None:
         self.drain()
-        self.requests, self.console = [], []
+        self.requests, self.console, self.reloads = [], [], 0
 
     def open(self, url: str) -> None:
         self.driver.get(url)
@@ -189,8 +192,13 @@ class Browser:
             return ""
 
     def wait_for(self, texts: Sequence[str], what: str, timeout: float) -> None:
-        """Until every one of ``texts`` is on the page; else a KitError naming what is missing."""
+        """Until every one of ``texts`` is on the page; else a KitError naming what is missing.
+
+        Chrome aborts a page's calls with ERR_NETWORK_CHANGED when any interface of the host comes or goes (a
+        container starting elsewhere on the engine): such a page is reloaded, at most twice per check.
+        """
         deadline = time.monotonic() + timeout
+        next_look = time.monotonic() + 1
         while True:
             shown = self.text()
             missing = [text for text in texts if text not in shown]
@@ -199,6 +207,13 @@ class Browser:
             if time.monotonic() > deadline:
                 raise KitError(f"the UI's {what} did not show {', '.join(map(repr, missing))} within {timeout:.0f} s "
                                f"({self.driver.current_url})", details=f"page text:\n{shown[-1500:]}")
+            if time.monotonic() > next_look:
+                next_look = time.monotonic() + 1
+                seen = len(self.requests)
+                self.drain()
+                if self.reloads < 2 and any(r.error == NETWORK_CHANGED for r in self.requests[seen:]):
+                    self.reloads += 1
+                    self.driver.refresh()
             time.sleep(0.2)
 
     def wait_for_url(self, fragment: str, what: str, timeout: float) -> None:
@@ -272,6 +287,7 @@ class Target:
     trace_id: str
     spans: tuple[str, ...]
     file_store: bool = False  # the server reads a file store (see FILE_STORE_GAPS)
+    ca_file: str | None = None  # https with the stack's own CA (a browser does not know it; see _trust_stack_ca)
     username: str | None = None  # basic auth (`mlflowkit up --auth`)
     password: str | None = field(default=None, repr=False)
 
@@ -284,6 +300,7 @@ def check(target: Target, screenshot: Path, timeout: float = 30) -> str:
     """
     started = time.monotonic()
     b = browser()
+    _trust_stack_ca(b, target)
     b.open("about:blank")  # every check loads the UI afresh: all of its calls are seen, none left from before
     b.reset()
     base = target.base_url.rstrip("/")
@@ -325,8 +342,30 @@ def check(target: Target, screenshot: Path, timeout: float = 30) -> str:
     pages = "experiments, experiment, run, model, traces"
     gaps = file_store_gaps(b.requests) if target.file_store else []
     known = f" but {len(gaps)} MLflow answers only from a SQL store ({', '.join(gaps)})" if gaps else ""
+    reloaded = f" ({b.reloads} page(s) reloaded after a host network change)" if b.reloads else ""
     return (f"{pages} pages in {time.monotonic() - started:.1f} s{' after the login' if auth else ''}; "
-            f"{len(b.requests)} requests, all to {urlsplit(base).netloc}, none failed{known}; screenshot {screenshot}")
+            f"{len(b.requests)} requests, all to {urlsplit(base).netloc}, none failed{known}{reloaded}; "
+            f"screenshot {screenshot}")
+
+
+def _trust_stack_ca(b: Browser, target: Target) -> None:
+    """A stack with its own CA: its certificate is verified here against that CA (Python's ssl), then the
+    browser, which cannot be handed a CA at run time, is told to accept it — for this check only."""
+    import socket
+    import ssl
+
+    parts = urlsplit(target.base_url)
+    if parts.scheme == "https" and target.ca_file:
+        context = ssl.create_default_context(cafile=target.ca_file)
+        try:
+            with socket.create_connection((parts.hostname, parts.port or 443), timeout=10) as sock, \
+                    context.wrap_socket(sock, server_hostname=parts.hostname):
+                pass
+        except (OSError, ssl.SSLError) as exc:
+            raise KitError(f"the UI at {target.base_url} does not present a certificate of {target.ca_file}: {exc}",
+                           ) from None
+    b.driver.execute_cdp_cmd("Security.setIgnoreCertificateErrors",
+                             {"ignore": bool(parts.scheme == "https" and target.ca_file)})
 
 
 def _details(b: Browser, target: Target, page: str | None) -> str:

@@ -269,7 +269,7 @@ def step_ui(s: _State) -> str:
         base_url=s.stack.ui_url(), experiment=EXPERIMENT, experiment_id=run.info.experiment_id, run_id=s.run_id,
         run_name=run.info.run_name, metrics=dict(run.data.metrics), model=MODEL_NAME, version=s.version,
         alias=ALIAS, trace_id=s.trace_id, spans=tuple(TRACE_SPANS), file_store=s.stack.topology.backend is Backend.FILE,
-        username=connection.username, password=connection.password)
+        ca_file=connection.server_cert_path, username=connection.username, password=connection.password)
     screenshot = report_dir(s.stack.settings, s.stack.topology.name) / "run-page.png"
     return ui.check(target, screenshot, timeout=min(connection.timeout, 30))  # a page shows in ~3 s
 

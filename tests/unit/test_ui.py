@@ -43,7 +43,9 @@ def test_a_clean_page_has_no_problem():
     log = [sent("1", f"{ORIGIN}/"), answered("1", 200), sent("2", "data:image/png;base64,AAAA"),
            sent("3", f"{ORIGIN}/ajax-api/2.0/mlflow/users/current"), answered("3", 404),
            sent("4", f"{ORIGIN}/graphql", "POST"),
-           entry("Network.loadingFailed", requestId="4", errorText="net::ERR_ABORTED", canceled=True)]
+           entry("Network.loadingFailed", requestId="4", errorText="net::ERR_ABORTED", canceled=True),
+           sent("5", f"{ORIGIN}/ajax-api/3.0/mlflow/traces/metrics", "POST"),  # the page is reloaded (wait_for)
+           entry("Network.loadingFailed", requestId="5", errorText="net::ERR_NETWORK_CHANGED")]
     assert ui.network_problems(ui.requests_of(log), ORIGIN, auth=False) == []
 
 
@@ -96,3 +98,49 @@ def test_without_selenium_there_is_no_browser_check_and_the_hint_says_so(monkeyp
     with pytest.raises(KitError) as info:
         ui.browser()
     assert "Selenium is not installed" in str(info.value) and "pip install selenium" in (info.value.hint or "")
+
+
+@pytest.fixture
+def tls_server(tmp_path):
+    """A local https server with a self-signed certificate for 127.0.0.1 (openssl); (url, its certificate)."""
+    import http.server
+    import ssl
+    import subprocess
+    import threading
+
+    cert, key = tmp_path / "cert.pem", tmp_path / "key.pem"
+    subprocess.run(["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-keyout", str(key), "-out", str(cert),
+                    "-days", "1", "-subj", "/CN=127.0.0.1", "-addext", "subjectAltName=IP:127.0.0.1"],
+                   check=True, capture_output=True, timeout=60)
+    server = http.server.HTTPServer(("127.0.0.1", 0), http.server.SimpleHTTPRequestHandler)
+    context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    context.load_cert_chain(str(cert), str(key))
+    server.socket = context.wrap_socket(server.socket, server_side=True)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    yield f"https://127.0.0.1:{server.server_address[1]}", str(cert)
+    server.shutdown()
+
+
+class FakeDriver:
+    def __init__(self) -> None:
+        self.commands: list[tuple[str, dict]] = []
+
+    def execute_cdp_cmd(self, command: str, params: dict) -> None:
+        self.commands.append((command, params))
+
+
+def _target(url: str, ca: str | None) -> ui.Target:
+    return ui.Target(url, "e", "1", "run", "validation", {}, "m", "1", "champion", "tr-x", (), ca_file=ca)
+
+
+def test_a_stack_ca_is_checked_here_before_the_browser_accepts_its_certificate(tls_server):
+    import certifi
+
+    url, cert = tls_server
+    browser = type("B", (), {"driver": FakeDriver()})()
+    ui._trust_stack_ca(browser, _target(url, cert))
+    assert browser.driver.commands == [("Security.setIgnoreCertificateErrors", {"ignore": True})]
+    with pytest.raises(KitError, match="does not present a certificate of"):
+        ui._trust_stack_ca(browser, _target(url, certifi.where()))  # public CAs: not this certificate's
+    ui._trust_stack_ca(browser, _target("http://127.0.0.1:5040", None))  # plain http: nothing accepted
+    assert browser.driver.commands[-1] == ("Security.setIgnoreCertificateErrors", {"ignore": False})

@@ -129,6 +129,9 @@ def up(name: TopologyArg, keep: Annotated[bool, typer.Option(help="leave failed 
 def validate_(
     name: Annotated[str | None, typer.Argument(help="a topology (or --all)", show_default=False)] = None,
     all_: Annotated[bool, typer.Option("--all", help="bring up, validate and take down every topology")] = False,
+    ui: Annotated[bool | None, typer.Option("--ui/--no-ui", help="check the UI in a headless browser (default: "
+                                            "when Chromium, chromedriver and Selenium are installed)",
+                                            show_default=False)] = None,
 ) -> None:
     """Prove a running stack end to end: log, register, alias, serve, predict, check where data landed.
 
@@ -138,14 +141,14 @@ def validate_(
         raise KitError("give one topology or --all.", hint=f"topologies: {', '.join(topology.TOPOLOGIES)}")
     if name is not None:
         stack = _stack(name)
-        report = validate_isolated(stack)
+        report = validate_isolated(stack, ui=ui)
         _print_reports([report])
         failure = report.failure
         if failure is not None:
             raise KitError(f"{name}: step {failure.name!r} failed: {failure.detail}")
         _print_usage(stack)
         return
-    reports = validate_all(Settings(), _log)
+    reports = validate_all(Settings(), _log, ui=ui)
     _print_reports(reports)
     failed = [r.topology for r in reports if not r.ok]
     if failed:

@@ -596,7 +596,7 @@ def validate_isolated(stack: Stack, ui: bool | None = None) -> Report:
     return Report(**{**data, "steps": [StepResult(**step) for step in data["steps"]]})
 
 
-def validate_all(settings: Settings, log: Callable[[str], None]) -> list[Report]:
+def validate_all(settings: Settings, log: Callable[[str], None], ui: bool | None = None) -> list[Report]:
     """Bring up, validate and take down every topology, one at a time (a 2-core machine runs one stack well).
 
     A topology that does not come up is a report with a failed ``up`` step (its cause and the services' logs),
@@ -611,7 +611,7 @@ def validate_all(settings: Settings, log: Callable[[str], None]) -> list[Report]
         started = time.monotonic()
         try:
             stack.up()
-            reports.append(validate_isolated(stack))
+            reports.append(validate_isolated(stack, ui=ui))
         except KitError as exc:
             step = "up" if not any(s.state == "running" for s in stack.states()) else "validate"
             reports.append(Report(topology.name, [StepResult(step, False, time.monotonic() - started, str(exc),

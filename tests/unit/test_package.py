@@ -50,6 +50,11 @@ def test_every_declared_dependency_is_imported_by_the_package():
     assert not unused, f"declared in pyproject.toml but imported nowhere in mlflowkit/: {unused}"
 
 
+def test_the_ui_extra_is_what_the_ui_step_imports():
+    assert declared("ui") == ["selenium"]
+    assert "selenium" in {name.split(".")[0] for name in imported_modules(PACKAGE / "ui.py")}
+
+
 def test_the_library_declares_ranges_and_the_lock_pins_them():
     project = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]
     exact = [spec for spec in project["dependencies"] if "==" in spec]

@@ -35,7 +35,7 @@ class FakeStack:
 
 def test_a_failed_up_is_a_row_of_the_matrix_and_the_next_topology_still_runs(monkeypatch):
     monkeypatch.setattr(validate, "Stack", FakeStack)
-    monkeypatch.setattr(validate, "validate_isolated", lambda stack: validate.Report(
+    monkeypatch.setattr(validate, "validate_isolated", lambda stack, ui=None: validate.Report(
         stack.topology.name, [validate.StepResult("connect", True, 0.1, "ok")]))
     FakeStack.downs = []
     reports = validate.validate_all(settings=None, log=lambda message: None)  # type: ignore[arg-type]
@@ -47,7 +47,7 @@ def test_a_failed_up_is_a_row_of_the_matrix_and_the_next_topology_still_runs(mon
 
     from mlflowkit import cli
 
-    monkeypatch.setattr(cli, "validate_all", lambda settings, log: reports)
+    monkeypatch.setattr(cli, "validate_all", lambda settings, log, ui=None: reports)
     result = CliRunner().invoke(cli.app, ["validate", "--all"])
     assert result.exit_code == 1
     assert "validation failed for: sqlite" in result.output

@@ -49,11 +49,16 @@ def migrate_and_check(source, target, history_run: str) -> migration.Outcome:
     return outcome
 
 
-def test_sqlite_to_proxied(make_stack):
-    source, target = make_stack(TOPOLOGIES["sqlite"]), make_stack(TOPOLOGIES["proxied"])
+def populated_pair(make_stack, source_name: str, target_name: str):
+    """Both stacks up, the source populated; (source, target, the history run's id)."""
+    source, target = make_stack(TOPOLOGIES[source_name]), make_stack(TOPOLOGIES[target_name])
     source.up()
     target.up()
-    history = populate(source, "migrate")
+    return source, target, populate(source, "migrate")
+
+
+def test_sqlite_to_proxied(make_stack):
+    source, target, history = populated_pair(make_stack, "sqlite", "proxied")
     migrate_and_check(source, target, history)
     after = validate_isolated(target, ui=False)  # the migrated stack takes new work: the next version, a fresh run
     assert_passed(after, target)
@@ -61,48 +66,27 @@ def test_sqlite_to_proxied(make_stack):
 
 
 def test_file_to_postgres_s3_renumbers_experiments(make_stack):
-    source, target = make_stack(TOPOLOGIES["file"]), make_stack(TOPOLOGIES["postgres-s3"])
-    source.up()
-    target.up()
-    history = populate(source, "migrate")
+    source, target, history = populated_pair(make_stack, "file", "postgres-s3")
     outcome = migrate_and_check(source, target, history)
     assert outcome.renumbered and all(old > INT32_MAX >= new for old, new in outcome.renumbered.items())
     client = Client(target.connection())
     assert {e.name for e in client.experiments()} >= {"mlflowkit-validation", "migrate-traces", "migrate-history"}
 
 
-def test_proxied_to_artifacts_only(make_stack):
-    source, target = make_stack(TOPOLOGIES["proxied"]), make_stack(TOPOLOGIES["artifacts-only"])
-    source.up()
-    target.up()
-    history = populate(source, "migrate")
-    migrate_and_check(source, target, history)
-    assert backups.counts(Client(target.connection()))["traces"] >= 1  # populate's trace (and validation's)
-
-
 def test_file_to_sqlite_through_migrate_filestore(make_stack):
-    source, target = make_stack(TOPOLOGIES["file"]), make_stack(TOPOLOGIES["sqlite"])
-    source.up()
-    target.up()
-    history = populate(source, "migrate")
-    outcome = migrate_and_check(source, target, history)
+    outcome = migrate_and_check(*populated_pair(make_stack, "file", "sqlite"))
     assert not outcome.renumbered  # SQLite's integer columns take the file store's 19-digit experiment ids
 
 
 def test_server_file_to_postgres_s3(make_stack):
-    source, target = make_stack(TOPOLOGIES["server-file"]), make_stack(TOPOLOGIES["postgres-s3"])
-    source.up()
-    target.up()
-    history = populate(source, "migrate")
+    source, target, history = populated_pair(make_stack, "server-file", "postgres-s3")
     migrate_and_check(source, target, history)
     assert_passed(validate_isolated(target, ui=False), target)
 
 
-def test_artifacts_only_to_proxied(make_stack):
-    source, target = make_stack(TOPOLOGIES["artifacts-only"]), make_stack(TOPOLOGIES["proxied"])
-    source.up()
-    target.up()
-    history = populate(source, "migrate")
+@pytest.mark.parametrize("source_name, target_name", [("proxied", "artifacts-only"), ("artifacts-only", "proxied")])
+def test_between_postgresql_stacks(source_name, target_name, make_stack):
+    source, target, history = populated_pair(make_stack, source_name, target_name)
     migrate_and_check(source, target, history)
     assert backups.counts(Client(target.connection()))["traces"] >= 1  # populate's trace (and validation's)
 

@@ -1,0 +1,29 @@
+"""The kit's images stay lean (issue 15): the PostgreSQL image as built, read back from the engine.
+
+The figure is the engine's own (``docker image inspect`` .Size, bytes, the base's layers included; `docker images`
+shows it in MB of 10^6). 651 MB before issue 15; 258 MB after (docs/performance.md, "Image sizes").
+"""
+
+from __future__ import annotations
+
+import pytest
+
+from mlflowkit import images
+from mlflowkit.docker import run
+from mlflowkit.settings import Settings
+
+pytestmark = pytest.mark.e2e
+
+POSTGRES_MAX_BYTES = 350_000_000  # the goal of issue 15
+
+
+def image_size(image: str) -> int:
+    return int(run(["docker", "image", "inspect", "--format", "{{.Size}}", image], timeout=30).stdout.strip())
+
+
+def test_the_postgresql_image_is_at_most_350_mb(e2e_settings: Settings):
+    [image] = images.names(e2e_settings, "postgres")
+    size = image_size(image)
+    assert size <= POSTGRES_MAX_BYTES, (
+        f"{image} is {size / 1e6:.0f} MB, over the {POSTGRES_MAX_BYTES / 1e6:.0f} MB goal: see what grew with "
+        f"`docker history {image}` and stacks/images/postgres/Dockerfile's lean step")

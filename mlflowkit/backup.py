@@ -34,7 +34,7 @@ from mlflowkit.client import Client
 from mlflowkit.docker import Compose
 from mlflowkit.errors import KitError
 from mlflowkit.stack import Stack
-from mlflowkit.topology import LOCAL_ARTIFACTS, Backend
+from mlflowkit.topology import LOCAL_ARTIFACTS, Backend, Topology
 
 Log = Callable[[str], None]
 MANIFEST = "manifest.json"
@@ -67,6 +67,15 @@ class Manifest:
             raise KitError(f"{directory} is not a backup of this kit (no {MANIFEST}).",
                            hint="give the directory `mlflowkit backup` wrote.")
         return cls(**json.loads(path.read_text()))
+
+
+def check_supported(topology: Topology) -> None:
+    """Backup and restore — and so upgrade and migrate — know the single-server stacks; one line for the others."""
+    if topology.balancer:
+        raise KitError(f"{topology.name}: backup, restore, upgrade and migrate do not handle replicated stacks yet "
+                       "(its users live in PostgreSQL's mlflow_auth database, its bucket in a SeaweedFS cluster).",
+                       hint="back up its PostgreSQL databases (pg_dump) and its bucket with your own tools for now "
+                       "(docs/operations.md).")
 
 
 # --- counts ---------------------------------------------------------------------------------------------------
@@ -136,6 +145,7 @@ def is_empty(found: dict[str, int]) -> bool:
 
 def backup(stack: Stack, target: Path, log: Log) -> Manifest:
     """Snapshot ``stack`` (up, or brought up for the copy and stopped again) into the new directory ``target``."""
+    check_supported(stack.topology)
     if target.exists() and any(target.iterdir()):
         raise KitError(f"{target} is not empty: a backup goes into a new or empty directory.",
                        hint="give --to a new path (the default is a fresh one under MLFLOWKIT_HOME/backups).")
@@ -287,6 +297,7 @@ def restore(stack: Stack, source: Path, log: Log, *, force: bool = False) -> Man
     Refuses a stack that holds data unless ``force``, or unless a restore of the same snapshot was interrupted
     (a marker in the stack's state directory says so): running the same restore again finishes it.
     """
+    check_supported(stack.topology)
     manifest = Manifest.read(source)
     if manifest.topology != stack.topology.name:
         raise KitError(f"{source} is a backup of {manifest.topology}, not of {stack.topology.name}.",

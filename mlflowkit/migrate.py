@@ -34,7 +34,7 @@ from enum import Enum
 from pathlib import Path
 from typing import IO, Any
 
-from mlflowkit.backup import counts, is_empty, s3_command, s3_output, script_command
+from mlflowkit.backup import check_supported, counts, is_empty, s3_command, s3_output, script_command
 from mlflowkit.client import Client
 from mlflowkit.errors import CommandError, KitError
 from mlflowkit.stack import Stack
@@ -77,6 +77,8 @@ class Route(str, Enum):
 
 def route(source: Topology, target: Topology) -> Route:
     """Which route moves ``source`` to ``target``, or one line saying which pairs are supported."""
+    check_supported(source)
+    check_supported(target)
     if source.name == target.name:
         raise KitError(f"{source.name} -> {target.name}: the source and the target are the same topology.",
                        hint=f"give two different topologies; supported: {SUPPORTED}.")

@@ -330,7 +330,7 @@ HA = Topology(
 )
 
 TOPOLOGIES: dict[str, Topology] = {
-    t.name: t for t in (FILE, SQLITE, SERVER_FILE, POSTGRES_S3, PROXIED, ARTIFACTS_ONLY)
+    t.name: t for t in (FILE, SQLITE, SERVER_FILE, POSTGRES_S3, PROXIED, ARTIFACTS_ONLY, HA)
 }
 # The README's first stack (`make stack-postgres-s3`) and the pytest plugin's topology when none is chosen.
 DEFAULT = POSTGRES_S3.name

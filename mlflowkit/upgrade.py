@@ -27,6 +27,7 @@ from packaging.requirements import InvalidRequirement, Requirement
 from packaging.version import InvalidVersion, Version
 
 from mlflowkit import envfile, images
+from mlflowkit.backup import check_supported
 from mlflowkit.docker import check_engine, image_exists
 from mlflowkit.errors import CommandError, KitError
 from mlflowkit.settings import Settings
@@ -198,6 +199,7 @@ class StepFailed(Exception):
 def check(stack: Stack, target: str) -> None:
     """Refuse what no upgrade can do, before asking the engine anything (one line each)."""
     topology = stack.topology
+    check_supported(topology)
     if MIGRATE not in topology.one_shots:
         if topology.backend is Backend.FILE:
             instead = (f"a file store has no schema to migrate: set {IMAGE_VARIABLE}=<image> in its .env and run "

@@ -410,7 +410,8 @@ def step_artifact_uris(s: _State) -> str:
     # MLflow 3 clients move bytes through presigned S3 URLs when the artifact server advertises multipart
     # support; those URLs name the stack's internal S3 endpoint, which clients cannot reach.
     server = prefix.replace("mlflow-artifacts://", "http://") if "//" in prefix else s.stack.ui_url()
-    info = _get_json(f"{server.rstrip('/')}/api/3.0/mlflow/server-info", s.client.connection.timeout)
+    info = _get_json(f"{server.rstrip('/')}/api/3.0/mlflow/server-info", s.client.connection.timeout,
+                     s.client.connection.server_cert_path or True)
     advertised = [k for k in ("multipart_uploads_enabled", "multipart_downloads_enabled") if info.get(k)]
     _expect(not advertised, f"{server} advertises {', '.join(advertised)}: clients would get presigned S3 URLs")
     return f"artifact URIs start with {prefix}; {server} advertises no presigned transfers"
@@ -421,10 +422,12 @@ def step_anonymous_refused(s: _State) -> str:
     import requests
 
     base, timeout = s.stack.ui_url(), s.client.connection.timeout
+    verify = s.client.connection.server_cert_path or True  # an https stack's own CA (ha)
     anonymous = requests.post(f"{base}/api/2.0/mlflow/experiments/create", json={"name": "anonymous-write"},
-                              timeout=timeout).status_code
+                              timeout=timeout, verify=verify).status_code
     wrong = requests.get(f"{base}/api/2.0/mlflow/experiments/search?max_results=1",
-                         auth=(s.client.connection.username or "admin", "wrong-password"), timeout=timeout).status_code
+                         auth=(s.client.connection.username or "admin", "wrong-password"), timeout=timeout,
+                         verify=verify).status_code
     _expect(anonymous == 401, f"an anonymous experiments/create answered {anonymous}, not 401")
     _expect(wrong == 401, f"a wrong password answered {wrong}, not 401")
     detail = f"anonymous write: 401; wrong password: 401; validated as {s.client.connection.username}"
@@ -436,10 +439,10 @@ def step_anonymous_refused(s: _State) -> str:
     return detail
 
 
-def _get_json(url: str, timeout: float) -> dict:
+def _get_json(url: str, timeout: float, verify: str | bool = True) -> dict:
     import requests
 
-    response = requests.get(url, timeout=timeout)
+    response = requests.get(url, timeout=timeout, verify=verify)
     _expect(response.status_code == 200, f"GET {url} answered {response.status_code}")
     return response.json()
 

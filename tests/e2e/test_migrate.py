@@ -61,7 +61,7 @@ def test_sqlite_to_proxied(make_stack):
     source, target, history = populated_pair(make_stack, "sqlite", "proxied")
     migrate_and_check(source, target, history)
     after = validate_isolated(target, ui=False)  # the migrated stack takes new work: the next version, a fresh run
-    assert_passed(after, target)
+    assert_passed(after, target, ui=False)
     assert int(after.model_version) == 2
 
 
@@ -81,7 +81,7 @@ def test_file_to_sqlite_through_migrate_filestore(make_stack):
 def test_server_file_to_postgres_s3(make_stack):
     source, target, history = populated_pair(make_stack, "server-file", "postgres-s3")
     migrate_and_check(source, target, history)
-    assert_passed(validate_isolated(target, ui=False), target)
+    assert_passed(validate_isolated(target, ui=False), target, ui=False)
 
 
 @pytest.mark.parametrize("source_name, target_name", [("proxied", "artifacts-only"), ("artifacts-only", "proxied")])

@@ -25,18 +25,16 @@ _EMPTY_CA = Path("/dev/null")
 Log = Callable[[str], None]
 
 
-def compose(settings: Settings, base: str | None = None, profiles: tuple[str, ...] = ()) -> Compose:
-    """The images' compose project; ``profiles``: also the images only those topologies run (a profile each)."""
+def compose(settings: Settings, base: str | None = None) -> Compose:
     ca = settings.effective_ca_bundle() or _EMPTY_CA
     env = engine_environ({"BASE_IMAGE": base or settings.base_image or DEFAULT_BASE_IMAGE, "HOST_CA_BUNDLE": str(ca)})
     return Compose(files=(settings.images_compose_file,), project="mlflowkit-images", env=env,
-                   timeout=settings.build_timeout, profiles=profiles)
+                   timeout=settings.build_timeout)
 
 
-def names(settings: Settings, *services: str, profiles: tuple[str, ...] = ()) -> list[str]:
-    """The image tags the stacks run (as the images compose file resolves them); of ``services`` if given, and
-    with the images of the topologies in ``profiles``."""
-    out = compose(settings, profiles=profiles).call("config", "--images", *services)
+def names(settings: Settings, *services: str) -> list[str]:
+    """The image tags the stacks run (as the images compose file resolves them); of ``services`` if given."""
+    out = compose(settings).call("config", "--images", *services)
     return [line.strip() for line in out.splitlines() if line.strip()]
 
 
@@ -76,9 +74,8 @@ def ensure_base(base: str, log: Log) -> None:
         ) from None
 
 
-def build(settings: Settings, log: Log, services: list[str] | None = None, profiles: tuple[str, ...] = ()) -> None:
-    """Build (or refresh from cache) every image (and those of the topologies in ``profiles``): a compact
-    progress view, the full log in a file."""
+def build(settings: Settings, log: Log, services: list[str] | None = None) -> None:
+    """Build (or refresh from cache) every image: a compact progress view, the full log in a file."""
     check_engine()
     base = base_image(settings)
     ensure_base(base, log)
@@ -93,7 +90,7 @@ def build(settings: Settings, log: Log, services: list[str] | None = None, profi
             progress.feed(line)
 
         try:
-            compose(settings, base, profiles).build(services or [], timeout=settings.build_timeout, on_line=on_line)
+            compose(settings, base).build(services or [], timeout=settings.build_timeout, on_line=on_line)
         except CommandError as exc:
             raise KitError(f"image build failed after {progress.elapsed():.0f} s (exit {exc.returncode}).",
                            hint=f"the full log is {path}; its last lines are above.", details=exc.stderr) from None
@@ -132,16 +129,16 @@ class BuildProgress:
             self.cached += 1
 
 
-def missing(settings: Settings, profiles: tuple[str, ...] = ()) -> list[str]:
-    return [image for image in names(settings, profiles=profiles) if not image_exists(image)]
+def missing(settings: Settings) -> list[str]:
+    return [image for image in names(settings) if not image_exists(image)]
 
 
-def ensure(settings: Settings, log: Log, profiles: tuple[str, ...] = ()) -> None:
-    """Build the images (and those of the topologies in ``profiles``) only when one of them is missing."""
-    absent = missing(settings, profiles)
+def ensure(settings: Settings, log: Log) -> None:
+    """Build the images only when one of them is missing."""
+    absent = missing(settings)
     if absent:
         log(f"build: missing {', '.join(absent)}")
-        build(settings, log, profiles=profiles)
+        build(settings, log)
 
 
 # --- secrets scan -------------------------------------------------------------------------------------

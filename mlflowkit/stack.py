@@ -100,7 +100,7 @@ class Stack:
             raise KitError(f"--auth is not available for {self.topology.name}.",
                            hint="it protects MLflow servers; file and sqlite have none (their data is a local file).")
         check_engine()
-        images.ensure(self.settings, self.log, profiles=(self.topology.name,))
+        images.ensure(self.settings, self.log)
         if free_ports and not self.env_file.exists():
             envfile.ensure(self.env_file, self.topology, self.settings.bind_address,
                            self.settings.data_dir(self.topology.name), auth=auth,

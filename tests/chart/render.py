@@ -27,26 +27,55 @@ RELEASE = "ml"
 NAMESPACE = "mlops"
 
 
+# The port every replica of a replicated topology listens on behind its load balancer (MLflow's default; the
+# Compose stack's replicas, which tests/unit/test_chart.py compares). Not declared in mlflowkit/topology.py: the
+# declaration names only what a host publishes (the balancer's TLS port).
+REPLICA_PORT = 5000
+# The ports the chart's Services use (a stack's other published ports, e.g. its metrics, are not the chart's).
+CHART_PORTS = ("MLFLOW_PORT", "SERVE_PORT", "ARTIFACTS_PORT", "S3_PORT")
+
+
 def chart_topologies() -> dict[str, Topology]:
-    """The topologies a cluster can run: a tracking server on PostgreSQL (the local ones need a shared host path).
-    A replicated topology (its own load balancer in Compose) is left out until the chart maps it: on a cluster its
-    pools are the chart's replicas/autoscaling behind a Service (docs/kubernetes.md)."""
-    return {name: t for name, t in TOPOLOGIES.items() if t.has_tracking_server and t.backend is Backend.POSTGRESQL
-            and getattr(t, "balancer", None) is None}
+    """The topologies a cluster can run: a tracking server on PostgreSQL (the local ones need a shared host path)."""
+    return {name: t for name, t in TOPOLOGIES.items() if t.has_tracking_server and t.backend is Backend.POSTGRESQL}
+
+
+def _ports(t: Topology) -> dict[str, int]:
+    """Container ports by .env variable. A replicated topology's load balancer is the cluster's Services and
+    Ingress (TLS at the Ingress): MLFLOW_PORT is then the tracking pool's port, ARTIFACTS_PORT the artifacts pool's."""
+    ports = {port.variable: port.container_port or port.default for port in t.ports if port.variable in CHART_PORTS}
+    if t.balancer is not None:
+        ports.update({port.variable: REPLICA_PORT for port in t.ports if port.service == t.balancer})
+        ports["ARTIFACTS_PORT"] = REPLICA_PORT
+    return ports
+
+
+def _pooling(t: Topology) -> dict[str, Any]:
+    """What the chart's connection budget adds up (Topology.budget); the limits themselves are values."""
+    p = t.pooling
+    assert p is not None
+    return {"engines": {r.service: r.engines for r in t.replicas}, "databases": p.databases,
+            "reserved": p.reserved, "direct": p.direct}
 
 
 def facts() -> dict[str, Any]:
-    return {
-        name: {
+    out: dict[str, Any] = {}
+    for name, t in chart_topologies().items():
+        out[name] = {
             "scenario": t.scenario,
             "artifactMode": t.artifact_mode.value,
-            "servers": list(t.servers),
+            # The MLflow servers (a replicated topology's pools; its other services are stores and balancer).
+            "servers": [r.service for r in t.replicas] if t.replicas else list(t.servers),
             "oneShots": list(t.one_shots),
             "clientNeedsS3Credentials": t.client_needs_s3_credentials,
-            "ports": {port.variable: port.container_port or port.default for port in t.ports},
+            "ports": _ports(t),
+            # Replicated: pools behind Services (an Ingress routes artifact calls to the artifacts pool), HA
+            # stores required, one users database beside MLflow's, job execution off.
+            "replicated": bool(t.replicas),
         }
-        for name, t in chart_topologies().items()
-    }
+        if t.pooling is not None:
+            out[name]["pooling"] = _pooling(t)
+    return out
 
 
 def facts_text() -> str:

@@ -62,7 +62,51 @@ database (in PostgreSQL) and signs with one Flask secret, instead of a volume of
 {{- $topo := include "mlflowkit.topology" . | fromYaml -}}
 {{- $many := gt (int (include "mlflowkit.poolMax" .Values.tracking)) 1 -}}
 {{- if and (has "artifacts" $topo.servers) (gt (int (include "mlflowkit.poolMax" .Values.artifacts)) 1) -}}{{- $many = true -}}{{- end -}}
-{{- if and .Values.auth.enabled $many -}}true{{- end -}}
+{{- if and .Values.auth.enabled (or $many $topo.replicated) -}}true{{- end -}}
+{{- end -}}
+
+{{/* A replicated topology (topologies.yaml `replicated`): highly available stores are the cluster's, not the
+chart's single pods, unless the user says they know (acknowledgeSinglePodStores); and PgBouncer's connection
+budget (Topology.budget in mlflowkit/topology.py, the same sums) must fit PgBouncer and PostgreSQL. Every template
+that renders a replicated topology's servers includes this. */}}
+{{- define "mlflowkit.replicatedChecks" -}}
+{{- $topo := include "mlflowkit.topology" . | fromYaml -}}
+{{- if $topo.replicated -}}
+{{- $inChart := list -}}
+{{- if .Values.postgresql.enabled }}{{ $inChart = append $inChart "postgresql" }}{{ end -}}
+{{- if .Values.s3.enabled }}{{ $inChart = append $inChart "s3" }}{{ end -}}
+{{- if and $inChart (not .Values.acknowledgeSinglePodStores) -}}
+{{- fail (printf "topology %s needs highly available PostgreSQL and S3 from outside the chart (an operator's or a cloud's); the in-chart %s run as one pod each. Hint: set %s, or acknowledgeSinglePodStores=true for a trial (docs/kubernetes.md)" .Values.topology (join " and " $inChart) (join " and " (list "postgresql.enabled=false with postgresql.external.host" "s3.enabled=false with s3.external.endpoint"))) -}}
+{{- end -}}
+{{- end -}}
+{{- with $topo.pooling -}}
+{{- if ne (int (include "mlflowkit.postgresPort" $)) 5432 -}}
+{{- fail (printf "the kit's PgBouncer image connects to PostgreSQL on port 5432, not %s. Hint: expose the database on 5432 (stacks/images/pgbouncer/entrypoint.sh)" (include "mlflowkit.postgresPort" $)) -}}
+{{- end -}}
+{{- $b := $.Values.pgbouncer -}}
+{{- $perEngine := add $b.mlflowPoolSize $b.mlflowMaxOverflow -}}
+{{- $clients := 0 -}}
+{{- $parts := list -}}
+{{- range $server, $engines := .engines -}}
+{{- $v := index $.Values (ternary "tracking" "artifacts" (eq $server "mlflow")) -}}
+{{- $pods := int (include "mlflowkit.poolMax" $v) -}}
+{{- $e := sub (int $engines) (ternary 0 1 $.Values.auth.enabled) -}}
+{{- $clients = add $clients (mul $pods $v.workers $e $perEngine) -}}
+{{- $parts = append $parts (printf "%d %s pod(s) x %d worker(s) x %d pool(s) x %d" $pods $server (int $v.workers) $e $perEngine) -}}
+{{- end -}}
+{{- if gt $clients (int $b.maxClientConn) -}}
+{{- fail (printf "connection budget: the MLflow servers may open %d database connections (%s), PgBouncer accepts %d (pgbouncer.maxClientConn). Hint: raise pgbouncer.maxClientConn, or lower the pools' pods, workers or pgbouncer.mlflowPoolSize/mlflowMaxOverflow" $clients (join " + " $parts) (int $b.maxClientConn)) -}}
+{{- end -}}
+{{- $servers := add (mul $b.replicas $b.maxDbConnections .databases) .direct -}}
+{{- $limit := sub $.Values.postgresql.maxConnections .reserved -}}
+{{- if gt $servers $limit -}}
+{{- fail (printf "connection budget: PgBouncer (%d pod(s) x %d per database x %d databases) and %d direct clients may open %d connections to PostgreSQL, whose max_connections %d less %d reserved takes %d. Hint: raise postgresql.maxConnections (the server's own setting: state an external server's real value), or lower pgbouncer.replicas or pgbouncer.maxDbConnections" (int $b.replicas) (int $b.maxDbConnections) (int .databases) (int .direct) $servers (int $.Values.postgresql.maxConnections) (int .reserved) $limit) -}}
+{{- end -}}
+{{- end -}}
+{{- end -}}
+
+{{- define "mlflowkit.pgbouncerHost" -}}
+{{- include "mlflowkit.name" (dict "root" . "component" "pgbouncer") -}}
 {{- end -}}
 
 {{- define "mlflowkit.postgresHost" -}}
@@ -89,6 +133,37 @@ password from the Secret, never on a command line). */}}
   value: {{ printf "postgresql+psycopg2://$(POSTGRES_USER):$(POSTGRES_PASSWORD)@%s:%s/%s" (include "mlflowkit.postgresHost" .) (include "mlflowkit.postgresPort" .) .Values.postgresql.database | quote }}
 {{- end -}}
 
+{{/* A replicated topology's MLflow server: its store through PgBouncer, the users database of every pod (libpq
+takes user, password and database from PG*: the ini in the ConfigMap holds no secret), job execution off (MLflow's
+job runner keeps a per-process queue: every replica would run its own) and a small pool per engine (the budget). */}}
+{{- define "mlflowkit.env.pooled" -}}
+{{- $db := .Values.postgresql.database -}}
+- name: POSTGRES_USER
+  value: {{ .Values.postgresql.username | quote }}
+- name: POSTGRES_PASSWORD
+  valueFrom: {secretKeyRef: {name: {{ include "mlflowkit.postgresSecret" . }}, key: POSTGRES_PASSWORD}}
+{{- if .backend }}
+- name: MLFLOW_BACKEND_STORE_URI
+  value: {{ printf "postgresql+psycopg2://$(POSTGRES_USER):$(POSTGRES_PASSWORD)@%s:6432/%s" (include "mlflowkit.pgbouncerHost" .) $db | quote }}
+{{- end }}
+- name: MLFLOW_SERVER_ENABLE_JOB_EXECUTION
+  value: "false"
+- name: MLFLOW_SERVER_JOB_ENABLE_PERIODIC_TASKS
+  value: "false"
+- name: MLFLOW_SQLALCHEMYSTORE_POOL_SIZE
+  value: {{ .Values.pgbouncer.mlflowPoolSize | quote }}
+- name: MLFLOW_SQLALCHEMYSTORE_MAX_OVERFLOW
+  value: {{ .Values.pgbouncer.mlflowMaxOverflow | quote }}
+- name: MLFLOW_AUTH_CONFIG_PATH
+  value: /etc/mlflowkit-auth/basic_auth.ini
+- name: PGUSER
+  value: {{ .Values.postgresql.username | quote }}
+- name: PGPASSWORD
+  valueFrom: {secretKeyRef: {name: {{ include "mlflowkit.postgresSecret" . }}, key: POSTGRES_PASSWORD}}
+- name: PGDATABASE
+  value: {{ printf "%s_auth" $db | quote }}
+{{- end -}}
+
 {{/* Environment of an S3 client (stacks/common/s3.yaml x-s3-client-env). */}}
 {{- define "mlflowkit.env.s3" -}}
 - name: AWS_ACCESS_KEY_ID
@@ -108,7 +183,7 @@ password from the Secret, never on a command line). */}}
 - name: {{ . }}
   valueFrom: {secretKeyRef: {name: {{ include "mlflowkit.authSecret" $ }}, key: {{ . }}}}
 {{- end }}
-{{- if include "mlflowkit.authShared" . }}
+{{- if and (include "mlflowkit.authShared" .) (not (include "mlflowkit.topology" . | fromYaml).replicated) }}
 - name: MLFLOW_AUTH_CONFIG_PATH
   value: /etc/mlflowkit-auth/basic_auth.ini
 {{- end }}
@@ -185,18 +260,23 @@ Compose's depends_on: service_completed_successfully. */}}
 - name: {{ .component }}
   image: {{ include "mlflowkit.image" (dict "root" .root "image" "mlflow") }}
   imagePullPolicy: {{ .root.Values.images.pullPolicy }}
+{{- $topo := include "mlflowkit.topology" .root | fromYaml }}
   args:
     - sh
     - -c
     - 'deadline=$(($(date +%s) + 600)); until python -c "$0"; do [ "$(date +%s)" -lt "$deadline" ] || { echo "{{ .component }}: still failing after 600 s (its error above)" >&2; exit 1; }; sleep 3; done'
-    - {{ .root.Files.Get (printf "files/%s.py" (.component | replace "-" "_")) | toJson }}
+    - {{ .root.Files.Get (include "mlflowkit.script" (dict "root" .root "component" .component)) | toJson }}
   env:
 {{- if eq .component "migrate" }}
 {{ include "mlflowkit.env.backend" .root | indent 4 }}
+{{- include "mlflowkit.env.usersDatabase" .root | indent 4 }}
 {{- else if eq .component "create-bucket" }}
 {{ include "mlflowkit.env.s3" .root | indent 4 }}
 {{- else }}
 {{- include "mlflowkit.env.auth" .root | indent 4 }}
+{{- if $topo.replicated }}
+{{ include "mlflowkit.env.pooled" (merge (dict "backend" false) .root) | indent 4 }}
+{{- end }}
 {{- end }}
 {{ include "mlflowkit.containerSecurity" . | indent 2 }}
   resources:{{ toYaml .root.Values.jobs.resources | nindent 4 }}
@@ -204,6 +284,21 @@ Compose's depends_on: service_completed_successfully. */}}
 {{ include "mlflowkit.scratchMounts" . | indent 4 }}
 {{- if eq .component "bootstrap-auth" }}
     - {name: auth-config, mountPath: /etc/mlflowkit-auth, readOnly: true}
+{{- end }}
+{{- end -}}
+
+{{/* The file of a one-shot's script: a pooled topology's migration also makes the users database. */}}
+{{- define "mlflowkit.script" -}}
+{{- $topo := include "mlflowkit.topology" .root | fromYaml -}}
+{{- if and (eq .component "migrate") $topo.pooling -}}files/migrate_users.py
+{{- else -}}{{ printf "files/%s.py" (.component | replace "-" "_") }}{{- end -}}
+{{- end -}}
+
+{{/* The migration of a pooled topology makes the users database <database>_auth beside MLflow's. */}}
+{{- define "mlflowkit.env.usersDatabase" -}}
+{{- if (include "mlflowkit.topology" . | fromYaml).pooling }}
+- name: MLFLOW_AUTH_DATABASE
+  value: {{ printf "%s_auth" .Values.postgresql.database | quote }}
 {{- end }}
 {{- end -}}
 

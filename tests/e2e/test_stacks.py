@@ -11,7 +11,7 @@ import pytest
 from mlflowkit.client import Client
 from mlflowkit.errors import KitError
 from mlflowkit.settings import Settings
-from mlflowkit.topology import TOPOLOGIES
+from mlflowkit.topology import TOPOLOGIES, ArtifactMode
 from mlflowkit.validate import Report, steps_for, validate_isolated
 
 pytestmark = pytest.mark.e2e
@@ -188,6 +188,48 @@ def test_auth_refuses_anonymous_writes_and_validates_authenticated(name, make_st
     report = validate_isolated(stack)
     assert_passed(report, stack)
     assert "anonymous refused" in [step.name for step in report.steps]
+    _artifacts_stream_through_the_proxy(stack)
+
+
+def _artifacts_stream_through_the_proxy(stack) -> None:
+    """The artifact proxy's upload streams into S3 in parts (stacks/images/mlflow/plugin): a body of three parts
+    arrives whole, byte for byte, with --auth on; a body cut off halfway leaves no object, in MLflow or in S3."""
+    import base64
+    import hashlib
+    import os
+    import socket
+    import time
+    from urllib.parse import urlsplit
+
+    import requests
+
+    values = stack.env()
+    conn = stack.connection()
+    base = (f"http://127.0.0.1:{values['ARTIFACTS_PORT']}"
+            if stack.topology.artifact_mode is ArtifactMode.ARTIFACTS_SERVER else conn.tracking_uri)
+    url = f"{base}/api/2.0/mlflow-artifacts/artifacts/streaming-e2e"
+    auth = (conn.username, conn.password)
+    whole = os.urandom(20 * 1024 * 1024 + 12345)  # 8 + 8 + 4 MiB parts and a bit
+    requests.put(f"{url}/whole.bin", data=whole, auth=auth, timeout=120).raise_for_status()
+    got = requests.get(f"{url}/whole.bin", auth=auth, timeout=120)
+    got.raise_for_status()
+    assert hashlib.sha256(got.content).hexdigest() == hashlib.sha256(whole).hexdigest()
+
+    host, port = urlsplit(base).hostname, urlsplit(base).port
+    token = base64.b64encode(f"{conn.username}:{conn.password}".encode()).decode()
+    head = (f"PUT /api/2.0/mlflow-artifacts/artifacts/streaming-e2e/cut.bin HTTP/1.1\r\nHost: {host}:{port}\r\n"
+            f"Authorization: Basic {token}\r\nContent-Length: {len(whole)}\r\n\r\n")
+    with socket.create_connection((host, port), timeout=60) as sock:
+        sock.sendall(head.encode() + whole[:len(whole) // 2 + 1])  # into the second part, then gone
+    listed: list[list[str]] = []
+    for _ in range(5):  # a few seconds in which the server notices the disconnect (and aborts the upload)
+        files = requests.get(url.rsplit("/", 1)[0], params={"path": "streaming-e2e"}, auth=auth, timeout=60)
+        files.raise_for_status()
+        listed.append(sorted(f["path"] for f in files.json().get("files", [])))
+        time.sleep(1)
+    assert listed == [["whole.bin"]] * 5, "a cut-off upload became an artifact"
+    assert not stack.s3_object_exists(values["S3_BUCKET"], "streaming-e2e/cut.bin")
+    assert stack.s3_object_exists(values["S3_BUCKET"], "streaming-e2e/whole.bin")
 
 
 def test_the_callers_shell_cannot_override_the_stacks_env(make_stack, monkeypatch):

@@ -7,17 +7,38 @@ it and retries for minutes. Scenario 5 promises clients that only talk to the tr
 repository keeps every S3 operation but none of the presigned-URL capabilities (it is not a
 ``MultipartUploadMixin``/``MultipartDownloadMixin``/``PresignedUploadMixin``): the server advertises no
 multipart support and proxies all bytes, for MLflow 3 and older clients alike.
+
+Uploads stream (MLflow 3.17+, ``StreamUploadMixin``): the server's upload handler hands over the request body,
+which goes to S3 in parts of PART_SIZE bytes as it arrives — no temporary file, at most two parts in memory. A
+body that fits one part is one PutObject; a larger one a multipart upload, aborted if the body is cut off, so a
+half-sent artifact never becomes a visible object. Older MLflow (no mixin) keeps its temporary-file path.
 """
 
 from __future__ import annotations
 
+import asyncio
+import json
+import os
+import posixpath
+from collections.abc import AsyncIterable, Callable
+from mimetypes import guess_type
+from typing import Any, BinaryIO
+
 from mlflow.store.artifact.artifact_repo import ArtifactRepository
 from mlflow.store.artifact.s3_artifact_repo import S3ArtifactRepository
 
+try:  # MLflow 3.17+: the upload handlers stream into repositories that have it
+    from mlflow.store.artifact.artifact_repo import StreamUploadMixin
+    _BASES: tuple[type, ...] = (ArtifactRepository, StreamUploadMixin)
+except ImportError:  # older MLflow images of an upgrade run the same plugin
+    _BASES = (ArtifactRepository,)
+
 SCHEME = "s3-proxied"
+# S3's minimum part is 5 MiB (all but the last); 8 MiB is boto3's default chunk size too.
+PART_SIZE = 8 * 1024 * 1024
 
 
-class ProxiedS3ArtifactRepository(ArtifactRepository):
+class ProxiedS3ArtifactRepository(*_BASES):  # type: ignore[misc]
     """Delegates to :class:`S3ArtifactRepository` for ``s3://`` + the same bucket and prefix."""
 
     def __init__(self, artifact_uri: str, tracking_uri: str | None = None, registry_uri: str | None = None) -> None:
@@ -45,3 +66,118 @@ class ProxiedS3ArtifactRepository(ArtifactRepository):
 
     def delete_artifacts(self, artifact_path=None):
         return self._s3.delete_artifacts(artifact_path)
+
+    # --- streaming uploads ------------------------------------------------------------------------------
+
+    def log_artifact_from_stream(self, stream: BinaryIO, artifact_file_name: str,
+                                 artifact_path: str | None = None) -> None:
+        """The WSGI (Flask) handler's body: read it in parts, upload each as it fills."""
+        upload = _Upload(self._s3, artifact_file_name, artifact_path)
+        first = _read_part(stream.read)
+        if len(first) < PART_SIZE:
+            upload.whole(first)
+            return
+        upload.begin()
+        try:
+            part = first
+            while part:
+                upload.part(part)
+                part = _read_part(stream.read)
+            upload.complete()
+        except BaseException:
+            upload.abort()
+            raise
+
+    async def log_artifact_from_async_stream(self, chunks: AsyncIterable[bytes], artifact_file_name: str,
+                                             artifact_path: str | None = None) -> None:
+        """The ASGI (uvicorn) handler's body: one part uploads while the next one arrives."""
+        upload = _Upload(self._s3, artifact_file_name, artifact_path)
+        buffer = bytearray()
+        sending: asyncio.Future[None] | None = None
+        try:
+            async for chunk in chunks:
+                buffer += chunk
+                if len(buffer) < PART_SIZE:
+                    continue
+                if upload.upload_id is None:
+                    await asyncio.to_thread(upload.begin)
+                if sending is not None:
+                    await sending
+                part, buffer = bytes(buffer[:PART_SIZE]), bytearray(buffer[PART_SIZE:])
+                sending = asyncio.ensure_future(asyncio.to_thread(upload.part, part))
+            if sending is not None:
+                await sending
+                sending = None
+            if upload.upload_id is None:
+                await asyncio.to_thread(upload.whole, bytes(buffer))
+                return
+            if buffer:
+                await asyncio.to_thread(upload.part, bytes(buffer))
+            await asyncio.to_thread(upload.complete)
+        except BaseException:
+            if sending is not None:
+                await asyncio.gather(sending, return_exceptions=True)
+            await asyncio.to_thread(upload.abort)
+            raise
+
+
+def _read_part(read: Callable[[int], bytes]) -> bytes:
+    """Up to PART_SIZE bytes from a stream whose reads may return less than asked (a socket's do)."""
+    data = bytearray()
+    while len(data) < PART_SIZE:
+        chunk = read(PART_SIZE - len(data))
+        if not chunk:
+            break
+        data += chunk
+    return bytes(data)
+
+
+class _Upload:
+    """One object's upload: a single PutObject, or a multipart upload whose parts arrive in order."""
+
+    def __init__(self, s3: S3ArtifactRepository, artifact_file_name: str, artifact_path: str | None) -> None:
+        bucket, key = s3.parse_s3_compliant_uri(s3.artifact_uri)
+        if artifact_path:
+            key = posixpath.join(key, artifact_path)
+        self.bucket = bucket
+        self.key = posixpath.join(key, os.path.basename(artifact_file_name))
+        self.client = s3._get_s3_client()
+        self.extra = _extra_args(s3, artifact_file_name)
+        self.upload_id: str | None = None
+        self.parts: list[dict[str, Any]] = []
+
+    def whole(self, data: bytes) -> None:
+        self.client.put_object(Bucket=self.bucket, Key=self.key, Body=data, **self.extra)
+
+    def begin(self) -> None:
+        self.upload_id = self.client.create_multipart_upload(Bucket=self.bucket, Key=self.key,
+                                                             **self.extra)["UploadId"]
+
+    def part(self, data: bytes) -> None:
+        number = len(self.parts) + 1
+        response = self.client.upload_part(Bucket=self.bucket, Key=self.key, UploadId=self.upload_id,
+                                           PartNumber=number, Body=data)
+        self.parts.append({"PartNumber": number, "ETag": response["ETag"]})
+
+    def complete(self) -> None:
+        self.client.complete_multipart_upload(Bucket=self.bucket, Key=self.key, UploadId=self.upload_id,
+                                              MultipartUpload={"Parts": self.parts})
+
+    def abort(self) -> None:
+        if self.upload_id is not None:
+            self.client.abort_multipart_upload(Bucket=self.bucket, Key=self.key, UploadId=self.upload_id)
+
+
+def _extra_args(s3: S3ArtifactRepository, name: str) -> dict[str, Any]:
+    """What MLflow's own S3 upload sends: the guessed type and encoding, the expected bucket owner, and
+    MLFLOW_S3_UPLOAD_EXTRA_ARGS (e.g. server-side encryption)."""
+    extra: dict[str, Any] = {}
+    guessed_type, guessed_encoding = guess_type(name)
+    if guessed_type is not None:
+        extra["ContentType"] = guessed_type
+    if guessed_encoding is not None:
+        extra["ContentEncoding"] = guessed_encoding
+    extra.update(getattr(s3, "_bucket_owner_params", {}))
+    if configured := os.environ.get("MLFLOW_S3_UPLOAD_EXTRA_ARGS"):
+        extra.update(json.loads(configured))
+    return extra

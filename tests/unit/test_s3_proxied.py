@@ -1,0 +1,143 @@
+"""The server plugin's streaming uploads (stacks/images/mlflow/plugin), against a recording stand-in for the S3
+client: how a body is cut into parts, what reaches S3, and that a body cut off halfway is aborted (never completed,
+so no object appears). The real S3 path is end to end: tests/e2e/test_streaming.py."""
+
+from __future__ import annotations
+
+import asyncio
+import io
+import os
+import sys
+from pathlib import Path
+
+import pytest
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "stacks" / "images" / "mlflow" / "plugin"))
+from mlflowkit_server import s3_proxied  # noqa: E402
+from mlflowkit_server.s3_proxied import PART_SIZE, ProxiedS3ArtifactRepository  # noqa: E402
+
+MiB = 1024 * 1024
+
+
+class RecordingS3:
+    def __init__(self) -> None:
+        self.objects: dict[str, bytes] = {}
+        self.uploads: dict[str, dict[int, bytes]] = {}
+        self.calls: list[str] = []
+        self.extra: dict[str, object] = {}
+
+    def put_object(self, Bucket, Key, Body, **extra):
+        self.calls.append("put")
+        self.extra = extra
+        self.objects[f"{Bucket}/{Key}"] = bytes(Body)
+
+    def create_multipart_upload(self, Bucket, Key, **extra):
+        self.calls.append("create")
+        self.extra = extra
+        self.uploads[f"u{len(self.uploads)}"] = {}
+        return {"UploadId": f"u{len(self.uploads) - 1}"}
+
+    def upload_part(self, Bucket, Key, UploadId, PartNumber, Body):
+        self.calls.append(f"part {len(Body) // MiB} MiB")
+        self.uploads[UploadId][PartNumber] = bytes(Body)
+        return {"ETag": f"etag-{PartNumber}"}
+
+    def complete_multipart_upload(self, Bucket, Key, UploadId, MultipartUpload):
+        self.calls.append("complete")
+        numbers = [part["PartNumber"] for part in MultipartUpload["Parts"]]
+        assert numbers == sorted(self.uploads[UploadId])
+        parts = self.uploads.pop(UploadId)
+        self.objects[f"{Bucket}/{Key}"] = b"".join(parts[n] for n in numbers)
+
+    def abort_multipart_upload(self, Bucket, Key, UploadId):
+        self.calls.append("abort")
+        self.uploads.pop(UploadId)
+
+
+@pytest.fixture
+def s3(monkeypatch):
+    client = RecordingS3()
+    monkeypatch.setattr(s3_proxied.S3ArtifactRepository, "_get_s3_client", lambda self: client)
+    monkeypatch.delenv("MLFLOW_S3_UPLOAD_EXTRA_ARGS", raising=False)
+    return client
+
+
+def repo() -> ProxiedS3ArtifactRepository:
+    return ProxiedS3ArtifactRepository("s3-proxied://bucket/artifacts")
+
+
+class Trickle(io.RawIOBase):
+    """A body that arrives in uneven reads, as a socket's does (and can be cut off)."""
+
+    def __init__(self, data: bytes, step: int, cut_at: int | None = None) -> None:
+        self.data, self.step, self.cut_at, self.at = data, step, cut_at, 0
+
+    def read(self, size: int = -1) -> bytes:
+        if self.cut_at is not None and self.at >= self.cut_at:
+            raise ConnectionResetError("client went away")
+        size = min(size if size >= 0 else len(self.data), self.step)
+        chunk = self.data[self.at:self.at + size]
+        self.at += len(chunk)
+        return chunk
+
+
+async def chunks(data: bytes, step: int, cut_at: int | None = None):
+    for start in range(0, len(data), step):
+        if cut_at is not None and start >= cut_at:
+            raise ConnectionResetError("client went away")
+        await asyncio.sleep(0)
+        yield data[start:start + step]
+
+
+def body(size: int) -> bytes:
+    return os.urandom(size)
+
+
+def test_the_repository_streams_where_mlflow_can():
+    from mlflow.store.artifact.artifact_repo import StreamUploadMixin
+
+    assert isinstance(repo(), StreamUploadMixin)
+
+
+@pytest.mark.parametrize("size", [0, 1, PART_SIZE - 1])
+def test_a_body_within_one_part_is_one_put(s3, size):
+    data = body(size)
+    repo().log_artifact_from_stream(Trickle(data, 64 * 1024), "model.pkl", "run/artifacts")
+    asyncio.run(repo().log_artifact_from_async_stream(chunks(data, 64 * 1024), "notes.txt", None))
+    assert s3.calls == ["put", "put"]
+    assert s3.objects == {"bucket/artifacts/run/artifacts/model.pkl": data, "bucket/artifacts/notes.txt": data}
+    assert s3.extra == {"ContentType": "text/plain"}  # what MLflow's own upload sends: the guessed type
+
+
+@pytest.mark.parametrize("size,parts", [(PART_SIZE, [8]), (PART_SIZE + 1, [8, 0]), (20 * MiB, [8, 8, 4])])
+def test_a_larger_body_goes_up_in_parts_of_part_size(s3, size, parts):
+    data = body(size)
+    repo().log_artifact_from_stream(Trickle(data, 1_000_003), "big.bin", "a")
+    asyncio.run(repo().log_artifact_from_async_stream(chunks(data, 65_536 + 7), "big.bin", "b"))
+    expected = ["create", *(f"part {p} MiB" for p in parts), "complete"]
+    assert s3.calls == expected * 2
+    assert s3.objects["bucket/artifacts/a/big.bin"] == data
+    assert s3.objects["bucket/artifacts/b/big.bin"] == data
+    assert s3.uploads == {}
+
+
+def test_a_body_cut_off_halfway_is_aborted_and_no_object_appears(s3):
+    data = body(20 * MiB)
+    with pytest.raises(ConnectionResetError):
+        repo().log_artifact_from_stream(Trickle(data, 1 * MiB, cut_at=12 * MiB), "big.bin")
+    with pytest.raises(ConnectionResetError):
+        asyncio.run(repo().log_artifact_from_async_stream(chunks(data, 1 * MiB, cut_at=17 * MiB), "big.bin"))
+    assert s3.calls == ["create", "part 8 MiB", "abort", "create", "part 8 MiB", "part 8 MiB", "abort"]
+    assert s3.objects == {} and s3.uploads == {}
+
+
+def test_a_small_body_cut_off_never_reaches_s3(s3):
+    with pytest.raises(ConnectionResetError):
+        asyncio.run(repo().log_artifact_from_async_stream(chunks(body(3 * MiB), MiB, cut_at=2 * MiB), "x.bin"))
+    assert s3.calls == [] and s3.objects == {}
+
+
+def test_configured_extra_upload_arguments_are_sent(s3, monkeypatch):
+    monkeypatch.setenv("MLFLOW_S3_UPLOAD_EXTRA_ARGS", '{"ServerSideEncryption": "AES256"}')
+    repo().log_artifact_from_stream(Trickle(b"x", 10), "data.csv.gz")
+    assert s3.extra == {"ContentType": "text/csv", "ContentEncoding": "gzip", "ServerSideEncryption": "AES256"}

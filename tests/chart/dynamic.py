@@ -3,17 +3,20 @@ kit's validation as a stack.
 
 What a cluster does is emulated, from the rendered objects only (nothing here knows the topology):
 
-- a Secret's data becomes the environment (``secretKeyRef``) and files (secret volumes) of the pods that use it;
+- a Secret's data becomes the environment (``secretKeyRef``) and files (secret volumes) of the pods that use it,
+  a ConfigMap's data files (configMap volumes);
   ``$(VAR)`` in an env value is expanded from the entries before it, as the kubelet does;
 - a pod is one container per replica: the pod's user, a read-only root filesystem, all capabilities dropped, no
   privilege escalation; ``emptyDir`` is a tmpfs, a claim a named volume; ``command``/``args`` replace the image's
   entrypoint/cmd as in Kubernetes; its readiness probe is the container's health check;
 - a Service is a network alias on every container its selector matches (same port numbers: the chart's Services
   do not remap ports, which :func:`plan` checks);
-- the order is Helm's: pre-install hooks (Secrets), the ordinary workloads (stores first), post-install hook Jobs
-  to completion (pre-upgrade ones belong to an upgrade), then each Deployment's init containers to completion
-  before its containers. The serving
-  Deployment starts when validation asks for it (a real one restarts until the model's alias exists).
+- the order is Helm's: external stores (plain containers the caller passes, standing in for endpoints outside
+  the cluster) first, then the chart's own stores, the install hook Jobs (pre-install ones — an external
+  store's migration and bucket — and post-install ones, by weight) each to completion (pre-upgrade ones belong to
+  an upgrade), then the Deployments, those without init containers first, each Deployment's init containers to
+  completion before its containers. The serving Deployment starts when validation asks for it (a real one
+  restarts until the model's alias exists).
 
 Every Docker command goes through :mod:`mlflowkit.docker`. The tracking Service and the serving Service are
 published on 127.0.0.1 (free ports) for the validation client; the first tracking replica answers it.
@@ -134,12 +137,13 @@ def _containers(doc: dict[str, Any], prefix: str, secrets: dict[str, dict[str, s
                         claim = source.get("persistentVolumeClaim", {}).get("claimName") or \
                             f"{mount['name']}-{doc['metadata']['name']}-{replica}"
                         volumes.append(f"{prefix}-{claim}:{mount['mountPath']}")
-                    elif "secret" in source:
+                    elif "secret" in source or "configMap" in source:
                         where = files / doc["metadata"]["name"] / mount["name"]
                         where.mkdir(parents=True, exist_ok=True)
                         where.chmod(0o755)
-                        data = secrets[source["secret"]["secretName"]]
-                        for item in source["secret"].get("items") or [{"key": k, "path": k} for k in data]:
+                        ref = source.get("secret") or source["configMap"]
+                        data = secrets[ref.get("secretName") or ref["name"]]
+                        for item in ref.get("items") or [{"key": k, "path": k} for k in data]:
                             path = where / item["path"]
                             path.write_text(data[item["key"]])
                             path.chmod(0o644)
@@ -157,24 +161,27 @@ def _containers(doc: dict[str, Any], prefix: str, secrets: dict[str, dict[str, s
     return inits, mains
 
 
-def plan(docs: list[dict[str, Any]], prefix: str, files: Path) -> Plan:
-    """The containers of a rendering, in the order a cluster with Helm would start them."""
+def _hook(doc: dict[str, Any]) -> list[str]:
+    return doc["metadata"].get("annotations", {}).get("helm.sh/hook", "").split(",")
+
+
+def plan(docs: list[dict[str, Any]], prefix: str, files: Path, external: tuple[Container, ...] = ()) -> Plan:
+    """The containers of a rendering, in the order a cluster with Helm would start them. ``external``: stores
+    outside the cluster (their Secrets among ``docs``, as `kubectl create secret` would have made them)."""
     secrets = {d["metadata"]["name"]: dict(d.get("stringData") or {}) for d in docs if d["kind"] == "Secret"}
+    secrets.update({d["metadata"]["name"]: dict(d.get("data") or {}) for d in docs if d["kind"] == "ConfigMap"})
     services = [d for d in docs if d["kind"] == "Service"]
     for doc in docs:
-        assert doc["kind"] in ("Secret", "Service", "StatefulSet", "Deployment", "Job", "NetworkPolicy",
+        assert doc["kind"] in ("Secret", "ConfigMap", "Service", "StatefulSet", "Deployment", "Job", "NetworkPolicy",
                                "PersistentVolumeClaim", "PodDisruptionBudget"), f"not emulated: {doc['kind']}"
-    stores, hooks, servers, serve = [], [], [], []
-    # An install runs the post-install hook Jobs; pre-install ones would need the stores before they exist, and
-    # the emulation starts the chart's own stores (in-chart stores: the servers' init containers prepare them).
-    for doc in docs:
-        hook = doc["metadata"].get("annotations", {}).get("helm.sh/hook", "")
-        assert doc["kind"] != "Job" or "pre-install" not in hook, "an external-store rendering: not emulated"
-    jobs = sorted((d for d in docs if d["kind"] == "Job"
-                   and "post-install" in d["metadata"].get("annotations", {}).get("helm.sh/hook", "")),
-                  key=lambda d: int(d["metadata"]["annotations"].get("helm.sh/hook-weight", "0")))
-    for doc in [d for d in docs if d["kind"] == "StatefulSet"] + jobs + \
-            [d for d in docs if d["kind"] == "Deployment"]:
+    stores, hooks, servers, serve = list(external), [], [], []
+    # An install runs the pre-install and post-install hook Jobs (pre-upgrade ones belong to an upgrade).
+    jobs = sorted((d for d in docs if d["kind"] == "Job" and {"pre-install", "post-install"} & set(_hook(d))),
+                  key=lambda d: ("post-install" in _hook(d),
+                                 int(d["metadata"]["annotations"].get("helm.sh/hook-weight", "0"))))
+    deployments = sorted((d for d in docs if d["kind"] == "Deployment"),
+                         key=lambda d: bool(d["spec"]["template"]["spec"].get("initContainers")))
+    for doc in [d for d in docs if d["kind"] == "StatefulSet"] + jobs + deployments:
         inits, mains = _containers(doc, prefix, secrets, services, files)
         component = _labels(doc)["app.kubernetes.io/component"]
         if doc["kind"] == "StatefulSet":
@@ -399,6 +406,13 @@ class ChartStack(Stack):
             yield served
         finally:
             cluster.stop_serving()
+
+    def ui_url(self) -> str:
+        """The tracking Service as published (TLS is the Ingress's on a cluster, not emulated here)."""
+        return f"http://127.0.0.1:{self.state.values['MLFLOW_PORT']}"
+
+    def ca_path(self) -> Path | None:
+        return None
 
     def logs(self, services: list[str] | None = None, tail: int | None = None) -> str:
         names = list(self.state.containers.values())

@@ -111,6 +111,8 @@ def up(name: TopologyArg, keep: Annotated[bool, typer.Option(help="leave failed 
        auth: Annotated[bool, typer.Option(help="MLflow's basic-auth app with a generated admin")] = False,
        free_ports: Annotated[bool, typer.Option(help="a new stack publishes on free 127.0.0.1 ports, not the "
                                                      "defaults (an existing .env keeps its ports)")] = False,
+       metrics: Annotated[bool, typer.Option(help="the metrics profile too: Prometheus scraping every MLflow "
+                                                  "server on PROMETHEUS_PORT (not file, sqlite)")] = False,
        mlflow: Annotated[str | None, typer.Option("--mlflow", metavar="VERSION",
                                                   help="run this MLflow version (one the kit has pins for; "
                                                        "default: the kit's). A stack with data moves with "
@@ -121,7 +123,7 @@ def up(name: TopologyArg, keep: Annotated[bool, typer.Option(help="leave failed 
         from mlflowkit import upgrade as upgrades
 
         upgrades.choose_version(stack, mlflow, _log)
-    stack.up(keep=keep, auth=auth, free_ports=free_ports)
+    stack.up(keep=keep, auth=auth, free_ports=free_ports, metrics=metrics)
 
 
 @app.command("validate")
@@ -307,6 +309,8 @@ def env(name: TopologyArg) -> None:
     for key, value in stack.connection().environ().items():
         print(f"export {key}={shlex.quote(value)}")
     print(f"# MLflow UI: {stack.ui_url()}")
+    if stack.metrics_running:
+        print(f"# Prometheus (metrics profile): {stack.metrics_url()}")
 
 
 @app.command()

@@ -17,7 +17,7 @@ from mlflowkit.docker import Compose, check_engine, engine_environ, run
 from mlflowkit.errors import CommandError, KitError, PortTaken
 from mlflowkit.serving import ServedModel, free_port
 from mlflowkit.settings import Settings
-from mlflowkit.topology import LOCAL_ARTIFACTS, Backend, Topology
+from mlflowkit.topology import LOCAL_ARTIFACTS, METRICS_PROFILE, METRICS_SERVICE, METRICS_SWITCH, Backend, Topology
 
 Log = Callable[[str], None]
 
@@ -75,12 +75,20 @@ class Stack:
     def env_file(self) -> Path:
         return self.settings.env_file(self.topology.name)
 
-    def compose(self, *, with_serve: bool = False) -> Compose:
+    def compose(self, *, with_serve: bool = False, with_metrics: bool = False) -> Compose:
         """The stack's Compose project: its compose file, a user's override, and only the .env's values (plus
-        what the CLI needs to find the engine) as the environment — nothing else of the caller's shell."""
-        profiles = (self.topology.serve_profile,) if with_serve else ()
+        what the CLI needs to find the engine) as the environment — nothing else of the caller's shell.
+        ``with_metrics``: the metrics profile too (Prometheus). Its scrape targets are derived from the topology
+        and the .env's ports (a .env's own METRICS_TARGETS wins), a port variable missing from an older .env is
+        the declared default."""
+        profiles = ((self.topology.serve_profile,) if with_serve else ()) + (
+            (METRICS_PROFILE,) if with_metrics and self.topology.has_metrics else ())
         env_file = self.env_file if self.env_file.exists() else None
         values = self.env() if env_file is not None else {}
+        if self.topology.has_metrics and env_file is not None:
+            derived = {port.variable: str(port.default) for port in self.topology.ports}
+            derived["METRICS_TARGETS"] = ",".join(self.topology.metrics_targets(values))
+            values = {**derived, **values}
         files = (self.compose_file, *self.settings.override_files(self.topology.name))
         return Compose(files=files, project=self.project, env_file=env_file, profiles=profiles,
                        env=engine_environ(values), timeout=self.settings.command_timeout)
@@ -90,15 +98,20 @@ class Stack:
 
     # --- lifecycle -------------------------------------------------------------------------------------
 
-    def up(self, *, keep: bool = False, auth: bool = False, free_ports: bool = False) -> None:
+    def up(self, *, keep: bool = False, auth: bool = False, free_ports: bool = False, metrics: bool = False) -> None:
         """Build missing images, write .env, ``up --wait``; on failure show logs and remove what started.
 
         ``free_ports``: a stack whose .env is new publishes on free 127.0.0.1 ports instead of the defaults
         (tests and parallel runs); an existing .env keeps its ports.
+        ``metrics``: every MLflow server exposes /metrics and the metrics profile runs (Prometheus scraping them),
+        waited for like the rest; kept in .env (MLFLOW_METRICS), so a later `up` keeps it (remove the key to stop).
         """
         if auth and not self.topology.supports_auth:
             raise KitError(f"--auth is not available for {self.topology.name}.",
                            hint="it protects MLflow servers; file and sqlite have none (their data is a local file).")
+        if metrics and not self.topology.has_metrics:
+            raise KitError(f"--metrics is not available for {self.topology.name}.",
+                           hint="it scrapes MLflow servers; file and sqlite run only a UI (clients write the store).")
         check_engine()
         images.ensure(self.settings, self.log)
         if free_ports and not self.env_file.exists():
@@ -112,16 +125,21 @@ class Stack:
         if self.topology.tls:
             values = self._prepare_tls(values)
         self._check_budget(values)
+        if metrics and not values.get(METRICS_SWITCH):
+            envfile.set_value(self.env_file, METRICS_SWITCH, "true")
+            values[METRICS_SWITCH] = "true"
+        metrics = bool(values.get(METRICS_SWITCH)) and self.topology.has_metrics  # a stack that has it keeps it
         running = {s.service for s in self.states() if s.state == "running"}
-        self._check_ports(values, running)
-        self.log(f"up: starting {self.project} (timeout {self.settings.up_timeout:.0f} s)")
+        self._check_ports(values, running | (set() if metrics else {METRICS_SERVICE}))
+        self.log(f"up: starting {self.project}" + (" with metrics" if metrics else "")
+                 + f" (timeout {self.settings.up_timeout:.0f} s)")
         try:
-            self.compose().up(timeout=self.settings.up_timeout)
+            self.compose(with_metrics=metrics).up(timeout=self.settings.up_timeout)
         except CommandError as exc:
             failure = self._failure_report()
             if not keep:
                 self.log("up: failed; removing the containers it started (volumes kept; --keep keeps them)")
-                self.compose(with_serve=True).down()
+                self.compose(with_serve=True, with_metrics=True).down()
             raise KitError(f"{self.topology.name} did not come up: {exc.message}",
                            hint="see the service logs above; `mlflowkit up --keep` leaves them for inspection.",
                            details=failure) from None
@@ -132,7 +150,7 @@ class Stack:
         if not self.states() and not (volumes and self.volumes()):
             raise KitError(f"{self.topology.name} is not up (no containers in project {self.project}).",
                            hint="`mlflowkit status` lists what runs.")
-        self.compose(with_serve=True).down(volumes=volumes)
+        self.compose(with_serve=True, with_metrics=True).down(volumes=volumes)
         self.log(f"down: {self.topology.name} stopped" + (", volumes removed" if volumes else ", volumes kept"))
 
     def serve(self) -> ServedModel:
@@ -204,6 +222,7 @@ class Stack:
         members = []
         for s in states:
             role = self.topology.role(s.service) or ("one-shot" if s.service in self.topology.one_shots else "")
+            role = role or ("metrics (profile metrics)" if s.service == METRICS_SERVICE else "")
             if s.service in replicated:
                 seen = next((view[address] for address in s.addresses if address in view), "not in its pool")
                 role += f" ({balancer}: {seen})"
@@ -218,7 +237,18 @@ class Stack:
         return out.split()
 
     def logs(self, services: list[str] | None = None, tail: int | None = None) -> str:
-        return self.compose(with_serve=True).logs(services or [], tail=tail)
+        return self.compose(with_serve=True, with_metrics=True).logs(services or [], tail=tail)
+
+    @property
+    def metrics_running(self) -> bool:
+        """The metrics profile's Prometheus runs (`up --metrics`): validation then checks what it scrapes."""
+        return self.topology.has_metrics and any(
+            s.service == METRICS_SERVICE and s.state == "running" for s in self.states())
+
+    def metrics_url(self) -> str:
+        """Prometheus's address on this host (PROMETHEUS_PORT)."""
+        port = self.topology.port("PROMETHEUS_PORT")
+        return f"http://127.0.0.1:{self.env().get(port.variable) or port.default}"
 
     def connection(self) -> Connection:
         """How a client on this host reaches the stack (what `mlflowkit env` prints)."""

@@ -36,6 +36,12 @@ class Backend(str, Enum):
 STORE_SERVICES = frozenset({"postgres", "s3"})
 # Where the local topologies keep artifacts, under MLFLOW_DATA_DIR.
 LOCAL_ARTIFACTS = "mlartifacts"
+# The optional metrics profile (stacks/common/metrics.yaml): its service, and the port an MLflow server listens
+# on inside the stack's network when no port variable says otherwise (its /metrics is scraped there).
+METRICS_PROFILE = "metrics"
+METRICS_SERVICE = "prometheus"
+METRICS_SWITCH = "MLFLOW_METRICS"  # set in .env (`up --metrics`): the servers run with --expose-prometheus
+SERVER_PORT = 5000
 
 
 class ArtifactMode(str, Enum):
@@ -133,6 +139,25 @@ class Topology:
     roles: tuple[tuple[str, str], ...] = ()  # (service, role) of the other services, for `mlflowkit status`
 
     @property
+    def has_metrics(self) -> bool:
+        """The stack includes the metrics profile (Prometheus publishes a port): its MLflow servers run with
+        `--expose-prometheus`. Not file and sqlite (their MLflow is a UI; clients write the store themselves)."""
+        return any(port.service == METRICS_SERVICE for port in self.ports)
+
+    def metrics_targets(self, values: Mapping[str, str]) -> tuple[str, ...]:
+        """``host:port`` of each MLflow server inside the stack's network, what Prometheus scrapes; a server
+        that listens on a port variable (the same number inside and out) at that variable's value in ``values``.
+        A replicated server is its service's name: every replica answers it (Prometheus resolves them all)."""
+        servers = [replicas.service for replicas in self.replicas] or [
+            service for service in self.servers if service != self.balancer]
+        targets = []
+        for service in servers:
+            own = [port for port in self.ports if port.service == service and port.container_port is None]
+            number = values.get(own[0].variable) or str(own[0].default) if own else str(SERVER_PORT)
+            targets.append(f"{service}:{number}")
+        return tuple(targets)
+
+    @property
     def tls(self) -> bool:
         """Clients reach the stack over HTTPS (the load balancer's certificate, signed by the stack's own CA
         unless the user brings one)."""
@@ -203,7 +228,12 @@ class Topology:
 
 def _ports(base: int, *extra: Port) -> tuple[Port, ...]:
     """MLflow (server or UI) on ``base``, the serving service on ``base + 1``: distinct per topology."""
-    return (Port("MLFLOW_PORT", base, "mlflow", 5000), Port("SERVE_PORT", base + 1, "serve", 5001), *extra)
+    return (Port("MLFLOW_PORT", base, "mlflow", SERVER_PORT), Port("SERVE_PORT", base + 1, "serve", 5001), *extra)
+
+
+def _metrics_port(base: int) -> Port:
+    """Prometheus of the metrics profile on ``base + 9`` (the topology's MLflow port + 9)."""
+    return Port("PROMETHEUS_PORT", base + 9, METRICS_SERVICE, 9090)
 
 
 FILE = Topology(
@@ -247,7 +277,7 @@ SERVER_FILE = Topology(
     has_tracking_server=True,
     services=("mlflow",),
     one_shots=(),
-    ports=_ports(5030),
+    ports=_ports(5030, _metrics_port(5030)),
     checks=("artifacts are on disk where the server says they are (the run's artifact URI)",),
 )
 
@@ -263,7 +293,7 @@ POSTGRES_S3 = Topology(
     services=("postgres", "s3", "mlflow"),
     one_shots=("create-bucket", "migrate"),
     ports=(Port("MLFLOW_PORT", 5000, "mlflow", 5000), Port("SERVE_PORT", 5001, "serve", 5001),
-           Port("S3_PORT", 8333, "s3", 8333)),
+           Port("S3_PORT", 8333, "s3", 8333), _metrics_port(5000)),
     checks=("artifact and model files are objects in the S3 bucket", "the run is a row in PostgreSQL"),
 )
 
@@ -278,7 +308,7 @@ PROXIED = Topology(
     has_tracking_server=True,
     services=("postgres", "s3", "mlflow"),
     one_shots=("create-bucket", "migrate"),
-    ports=_ports(5040),
+    ports=_ports(5040, _metrics_port(5040)),
     checks=("the validation client runs with no S3 keys or endpoint (boto3 finds no credentials)",
             "artifact URIs are mlflow-artifacts:/", "objects in the bucket, uploaded by the server",
             "the run is a row in PostgreSQL"),
@@ -296,7 +326,7 @@ ARTIFACTS_ONLY = Topology(
     services=("postgres", "s3", "artifacts", "mlflow"),
     one_shots=("create-bucket", "migrate"),
     ports=(Port("MLFLOW_PORT", 5050, "mlflow", 5000), Port("SERVE_PORT", 5051, "artifacts", 5001),
-           Port("ARTIFACTS_PORT", 5052, "artifacts", None)),
+           Port("ARTIFACTS_PORT", 5052, "artifacts", None), _metrics_port(5050)),
     checks=("the validation client runs with no S3 keys or endpoint (boto3 finds no credentials)",
             "tracking calls to the artifacts server are refused", "artifact URIs point at the artifacts server",
             "objects in the bucket, uploaded by the artifacts server", "the run is a row in PostgreSQL"),

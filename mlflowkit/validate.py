@@ -274,17 +274,20 @@ def step_ui(s: _State) -> str:
     return ui.check(target, screenshot, timeout=min(connection.timeout, 30))  # a page shows in ~3 s
 
 
-METRICS_SERVICE = "prometheus"  # the `metrics` profile's service (stacks/common/metrics.yaml)
 REQUEST_COUNTER = "mlflow_http_request_total"  # prometheus-flask-exporter's counter of an --expose-prometheus server
+SCRAPE_WAIT = 30.0  # seconds: Prometheus scrapes every 5 s (stacks/common/metrics.yaml)
 
 
-def target_problems(answer: dict) -> list[str]:
-    """Prometheus' ``/api/v1/targets`` answer: every active target must be up (and there must be one)."""
+def target_problems(answer: dict, expected: tuple[str, ...] = ()) -> list[str]:
+    """Prometheus' ``/api/v1/targets`` answer: there is a target, each of ``expected`` (``host:port``, the
+    topology's servers) is one, and every target is up."""
     targets = answer.get("data", {}).get("activeTargets", [])
     if not targets:
         return ["Prometheus has no active scrape target"]
-    return [f"{t.get('scrapeUrl')} is {t.get('health')}: {t.get('lastError') or 'not scraped yet'}"
-            for t in targets if t.get("health") != "up"]
+    instances = {t.get("labels", {}).get("instance") for t in targets}
+    missing = [f"{target} is not scraped" for target in expected if target not in instances]
+    return missing + [f"{t.get('scrapeUrl')} is {t.get('health')}: {t.get('lastError') or 'not scraped yet'}"
+                      for t in targets if t.get("health") != "up"]
 
 
 def query_value(answer: dict) -> float:
@@ -293,37 +296,51 @@ def query_value(answer: dict) -> float:
     return float(result[0]["value"][1]) if result else 0.0
 
 
-def _metrics_running(stack: Stack) -> bool:
-    return any(s.service == METRICS_SERVICE and s.state == "running" for s in stack.states())
+def check_targets(stack: Stack, timeout: float) -> int:
+    """Every MLflow server of the stack is a Prometheus target, scraped and up; the number of targets. Waits
+    while a target has not been scraped yet (at most SCRAPE_WAIT); a target down is a KitError naming it."""
+    import requests
+
+    # A replicated server is one name with several addresses (its replicas): only counted, not named.
+    expected = () if stack.topology.replicas else stack.topology.metrics_targets(stack.env())
+    deadline = time.monotonic() + SCRAPE_WAIT
+    while True:
+        answer = requests.get(f"{stack.metrics_url()}/api/v1/targets", params={"state": "active"}, timeout=timeout)
+        answer.raise_for_status()
+        problems = target_problems(answer.json(), expected)
+        pending = any(t.get("health") == "unknown" for t in answer.json()["data"]["activeTargets"])
+        if not problems or not pending or time.monotonic() > deadline:
+            break
+        time.sleep(1)
+    if problems:
+        raise KitError(f"Prometheus: {'; '.join(problems)}",
+                       hint=f"`mlflowkit status {stack.topology.name}`; the targets: {stack.metrics_url()}/targets")
+    return len(answer.json()["data"]["activeTargets"])
 
 
 def step_metrics(s: _State) -> str:
-    """With the `metrics` profile: every scrape target up, and the servers' request counter moves when the
-    client makes requests (read back through Prometheus, on its published port)."""
+    """With the `metrics` profile: every MLflow server is a target and up, and the servers' request counter
+    moves when the client makes requests (read back through Prometheus, on its published port)."""
     import requests
 
-    base = f"http://127.0.0.1:{s.stack.env()['PROMETHEUS_PORT']}/api/v1"
     timeout = s.client.connection.timeout
+    count = check_targets(s.stack, timeout)
 
     def counter() -> float:
-        answer = requests.get(f"{base}/query", params={"query": f"sum({REQUEST_COUNTER})"}, timeout=timeout)
+        answer = requests.get(f"{s.stack.metrics_url()}/api/v1/query", params={"query": f"sum({REQUEST_COUNTER})"},
+                              timeout=timeout)
         answer.raise_for_status()
         return query_value(answer.json())
 
     before = counter()
     for _ in range(3):
         s.client.ping()
-    deadline = time.monotonic() + 30  # scrapes every 5 s (stacks/common/metrics.yaml)
+    deadline = time.monotonic() + SCRAPE_WAIT
     while (after := counter()) <= before:
-        _expect(time.monotonic() < deadline, f"{REQUEST_COUNTER} stayed at {before:.0f} in Prometheus for 30 s "
-                f"after 3 requests")
+        _expect(time.monotonic() < deadline, f"{REQUEST_COUNTER} stayed at {before:.0f} in Prometheus for "
+                f"{SCRAPE_WAIT:.0f} s after 3 requests")
         time.sleep(1)
-    answer = requests.get(f"{base}/targets", params={"state": "active"}, timeout=timeout)
-    answer.raise_for_status()
-    targets = answer.json()["data"]["activeTargets"]
-    problems = target_problems(answer.json())
-    _expect(not problems, "; ".join(problems))
-    return f"{len(targets)} target(s) up; {REQUEST_COUNTER} {before:.0f} -> {after:.0f}"
+    return f"{count} target(s) up; {REQUEST_COUNTER} {before:.0f} -> {after:.0f}"
 
 
 def _artifact_uris(s: _State) -> dict[str, str]:
@@ -522,7 +539,7 @@ def steps_for(stack: Stack, ui: bool | None = None, metrics: bool | None = None)
         Backend.SQLITE: ("trace in SQLite", step_trace_sqlite),
         Backend.POSTGRESQL: ("trace in PostgreSQL", step_trace_postgres),
     }[topology.backend])
-    if metrics or (metrics is None and _metrics_running(stack)):
+    if metrics or (metrics is None and stack.metrics_running):
         steps.append(("metrics", step_metrics))
     if ui_wanted(ui):
         steps.append(("ui", step_ui))

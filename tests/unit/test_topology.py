@@ -15,7 +15,7 @@ import yaml
 from mlflowkit import envfile
 from mlflowkit.errors import UnknownTopology
 from mlflowkit.settings import Settings
-from mlflowkit.topology import TOPOLOGIES, get, markdown_table
+from mlflowkit.topology import METRICS_PROFILE, METRICS_SERVICE, TOPOLOGIES, get, markdown_table
 
 ROOT = Path(__file__).resolve().parents[2]
 STACKS = ROOT / "stacks"
@@ -113,17 +113,19 @@ def required_values(name: str) -> tuple[tuple[str, str], ...]:
 
 
 @functools.cache
-def _effective(name: str, overrides: tuple[tuple[str, str], ...]) -> dict:
+def _effective(name: str, metrics: bool, overrides: tuple[tuple[str, str], ...]) -> dict:
     values = {**dict(required_values(name)), **dict(overrides)}
-    out = compose_config(STACKS / name / "compose.yaml", values, "--profile", TOPOLOGIES[name].serve_profile,
+    t = TOPOLOGIES[name]
+    profiles = [t.serve_profile, *([METRICS_PROFILE] if metrics and t.has_metrics else [])]
+    out = compose_config(STACKS / name / "compose.yaml", values, *(f"--profile={p}" for p in profiles),
                          "config", "--format", "json").stdout
     return json.loads(out)
 
 
-def effective(name: str, **overrides: str) -> dict:
-    """The stack's model as Compose runs it (include, extends and the serve profile resolved), with the
-    generated secrets and ``overrides`` set and every other variable at its default."""
-    return _effective(name, tuple(sorted(overrides.items())))
+def effective(name: str, *, metrics: bool = False, **overrides: str) -> dict:
+    """The stack's model as Compose runs it (include, extends and the serve profile resolved; ``metrics``: the
+    metrics profile too), with the generated secrets and ``overrides`` set and every other variable at its default."""
+    return _effective(name, metrics, tuple(sorted(overrides.items())))
 
 
 # --- the contract ---------------------------------------------------------------------------------------------
@@ -144,10 +146,12 @@ def test_compose_project_name_is_the_topologys(name):
 @pytest.mark.parametrize("name", NAMES)
 def test_compose_services_are_the_declared_ones(name):
     t = TOPOLOGIES[name]
-    services = effective(name)["services"]
-    assert set(services) == set(t.services) | set(t.one_shots) | {t.serve_service}
-    assert services[t.serve_service].get("profiles") == [t.serve_profile], "serving starts only on demand"
-    assert all(not spec.get("profiles") for service, spec in services.items() if service != t.serve_service)
+    services = effective(name, metrics=True)["services"]
+    optional = {t.serve_service: t.serve_profile, **({METRICS_SERVICE: METRICS_PROFILE} if t.has_metrics else {})}
+    assert set(services) == set(t.services) | set(t.one_shots) | set(optional)
+    for service, profile in optional.items():
+        assert services[service].get("profiles") == [profile], f"{service} starts only on demand"
+    assert all(not spec.get("profiles") for service, spec in services.items() if service not in optional)
 
 
 @pytest.mark.parametrize("name", NAMES)
@@ -157,8 +161,8 @@ def test_published_ports_match_the_declaration_and_bind_loopback_by_default(name
     t = TOPOLOGIES[name]
     moved = {port.variable: str(41000 + index) for index, port in enumerate(t.ports)}
     variable_of = {number: variable for variable, number in moved.items()}
-    by_default = published(effective(name))
-    by_variable = published(effective(name, BIND_ADDRESS="192.0.2.7", **moved))
+    by_default = published(effective(name, metrics=True))
+    by_variable = published(effective(name, metrics=True, BIND_ADDRESS="192.0.2.7", **moved))
     found = {}
     for (service, host, number, target), (_, default_host, default, default_target) in zip(
             by_variable, by_default, strict=True):
@@ -180,7 +184,7 @@ def published(model: dict) -> list[tuple[str, str, str, str]]:
 @pytest.mark.parametrize("name", NAMES)
 def test_one_shots_never_restart_and_long_running_services_have_healthchecks(name):
     t = TOPOLOGIES[name]
-    for service, spec in effective(name)["services"].items():
+    for service, spec in effective(name, metrics=True)["services"].items():
         if service in t.one_shots:
             assert spec.get("restart") == "no", service
         else:
@@ -216,14 +220,15 @@ def test_env_example_shows_the_defaults_the_stack_really_uses(name):
     shown = {variable: value for variable, value in example(name).items() if value}
     text = (STACKS / name / ".env.example").read_text()
     assert not re.search(r"^[A-Z_]+=", text, flags=re.M), "every line is commented out: unset means the default"
-    assert effective(name, **shown) == effective(name)
+    assert effective(name, metrics=True, **shown) == effective(name, metrics=True)
 
 
 def test_the_images_built_are_the_images_the_stacks_run():
     built = compose_config(STACKS / "images" / "compose.yaml", {}, "config", "--images").stdout.split()
-    run = {spec["image"] for name in NAMES for spec in effective(name)["services"].values()}
+    run = {spec["image"] for name in NAMES for spec in effective(name, metrics=True)["services"].values()}
     assert sorted(built) == sorted(run)
-    assert all(spec.get("pull_policy") == "never" for name in NAMES for spec in effective(name)["services"].values())
+    assert all(spec.get("pull_policy") == "never"
+               for name in NAMES for spec in effective(name, metrics=True)["services"].values())
 
 
 def test_the_mlflow_version_is_one_fact():

@@ -33,3 +33,24 @@ def test_the_metrics_step_comes_with_the_profile_only():
     without = [name for name, _ in validate.steps_for(stack, ui=False, metrics=False)]  # type: ignore[arg-type]
     with_profile = [name for name, _ in validate.steps_for(stack, ui=True, metrics=True)]  # type: ignore[arg-type]
     assert "metrics" not in without and with_profile == [*without, "metrics", "ui"]
+
+
+def test_a_server_prometheus_does_not_scrape_is_named():
+    answer = targets("up")
+    answer["data"]["activeTargets"][0]["labels"] = {"instance": "mlflow:5000"}
+    assert validate.target_problems(answer, ("mlflow:5000",)) == []
+    assert validate.target_problems(answer, ("artifacts:5052", "mlflow:5000")) == ["artifacts:5052 is not scraped"]
+
+
+def test_the_targets_are_the_topologys_servers_at_their_ports():
+    assert TOPOLOGIES["proxied"].metrics_targets({}) == ("mlflow:5000",)
+    # the artifacts server listens on ARTIFACTS_PORT inside too: a moved port is followed
+    assert TOPOLOGIES["artifacts-only"].metrics_targets({"ARTIFACTS_PORT": "6123"}) == ("artifacts:6123", "mlflow:5000")
+    assert TOPOLOGIES["artifacts-only"].metrics_targets({}) == ("artifacts:5052", "mlflow:5000")
+
+
+def test_metrics_come_with_every_topology_that_runs_an_mlflow_server():
+    for t in TOPOLOGIES.values():
+        if t.has_metrics:
+            assert t.has_tracking_server and t.port("PROMETHEUS_PORT").default == t.port("MLFLOW_PORT").default + 9
+    assert not TOPOLOGIES["file"].has_metrics and not TOPOLOGIES["sqlite"].has_metrics

@@ -192,8 +192,8 @@ def test_auth_refuses_anonymous_writes_and_validates_authenticated(name, make_st
 
 
 def _artifacts_stream_through_the_proxy(stack) -> None:
-    """The artifact proxy's upload streams into S3 in parts (stacks/images/mlflow/plugin): a body of three parts
-    arrives whole, byte for byte, with --auth on; a body cut off halfway leaves no object, in MLflow or in S3."""
+    """The artifact proxy streams (stacks/images/mlflow/plugin): an upload of three parts arrives whole, byte for
+    byte, with --auth on, and comes back streamed from S3; a body cut off halfway leaves no object, in MLflow or S3."""
     import base64
     import hashlib
     import os
@@ -214,6 +214,11 @@ def _artifacts_stream_through_the_proxy(stack) -> None:
     got = requests.get(f"{url}/whole.bin", auth=auth, timeout=120)
     got.raise_for_status()
     assert hashlib.sha256(got.content).hexdigest() == hashlib.sha256(whole).hexdigest()
+    # Streamed from S3 (mlflowkit_server.streaming): S3's length up front; MLflow's own route sends a temporary
+    # file chunked, without one.
+    assert got.headers.get("Content-Length") == str(len(whole)), dict(got.headers)
+    missing = requests.get(f"{url}/never-uploaded.bin", auth=auth, timeout=60)
+    assert missing.status_code >= 400 and "never-uploaded.bin" in missing.text  # MLflow's own answer
 
     host, port = urlsplit(base).hostname, urlsplit(base).port
     token = base64.b64encode(f"{conn.username}:{conn.password}".encode()).decode()

@@ -53,6 +53,15 @@ class RecordingS3:
         self.calls.append("abort")
         self.uploads.pop(UploadId)
 
+    def get_object(self, Bucket, Key):
+        from botocore.exceptions import ClientError
+        from botocore.response import StreamingBody
+
+        if f"{Bucket}/{Key}" not in self.objects:
+            raise ClientError({"Error": {"Code": "NoSuchKey"}}, "GetObject")
+        data = self.objects[f"{Bucket}/{Key}"]
+        return {"Body": StreamingBody(io.BytesIO(data), len(data)), "ContentLength": len(data)}
+
 
 @pytest.fixture
 def s3(monkeypatch):
@@ -141,3 +150,93 @@ def test_configured_extra_upload_arguments_are_sent(s3, monkeypatch):
     monkeypatch.setenv("MLFLOW_S3_UPLOAD_EXTRA_ARGS", '{"ServerSideEncryption": "AES256"}')
     repo().log_artifact_from_stream(Trickle(b"x", 10), "data.csv.gz")
     assert s3.extra == {"ContentType": "text/csv", "ContentEncoding": "gzip", "ServerSideEncryption": "AES256"}
+
+
+# --- streaming downloads (mlflowkit_server.streaming) -------------------------------------------------------------
+
+
+@pytest.fixture
+def app(s3, monkeypatch):
+    """MLflow's download route as the image runs it, on a stand-in router whose own endpoint records its calls;
+    ``app(path)`` calls the route's endpoint and returns the response and its whole body."""
+    import importlib
+    import types
+
+    from fastapi import APIRouter
+    from fastapi.responses import PlainTextResponse
+    from mlflow.server import ARTIFACTS_DESTINATION_ENV_VAR, SERVE_ARTIFACTS_ENV_VAR, handlers
+    from mlflowkit_server import streaming
+
+    real = importlib.import_module(streaming.TARGET)
+    stand_in = types.ModuleType("stand_in")
+    for name in ("_is_serving_proxied_artifacts", "_get_workspace_scoped_path", "_get_artifact_repo",
+                 "_content_disposition"):
+        setattr(stand_in, name, getattr(real, name))
+    calls: list[str] = []
+
+    async def download_artifact(artifact_path: str):
+        calls.append(artifact_path)
+        return PlainTextResponse("MLflow's own endpoint", status_code=299)
+
+    stand_in.download_artifact = download_artifact
+    stand_in.artifact_router = APIRouter()
+    stand_in.artifact_router.get("/api/2.0/mlflow-artifacts/artifacts/{artifact_path:path}")(download_artifact)
+    streaming.install(stand_in)
+    [route] = stand_in.artifact_router.routes
+    assert route.endpoint is not download_artifact and route.methods == {"GET"}
+    monkeypatch.setenv(SERVE_ARTIFACTS_ENV_VAR, "true")
+    monkeypatch.setenv(ARTIFACTS_DESTINATION_ENV_VAR, "s3-proxied://bucket/artifacts")
+    monkeypatch.setattr(handlers, "_artifact_repo", repo())
+
+    def call(path: str):
+        async def go():
+            response = await route.endpoint(path)
+            if hasattr(response, "body_iterator"):
+                return response, b"".join([chunk async for chunk in response.body_iterator])
+            return response, response.body
+        return asyncio.run(go())
+
+    call.calls = calls
+    return call
+
+
+def test_a_download_streams_the_object_from_s3(app, s3):
+    data = body(3 * MiB + 5)
+    s3.objects["bucket/artifacts/1/run/artifacts/model.pkl"] = data
+    response, got = app("1/run/artifacts/model.pkl")
+    assert (response.status_code, got == data, app.calls) == (200, True, [])
+    assert response.headers["content-length"] == str(len(data))  # MLflow's own answer has none (a file streamed)
+    assert response.headers["x-content-type-options"] == "nosniff"
+    assert response.headers["content-disposition"] == "attachment; filename=model.pkl"  # MLflow's helper's
+
+
+@pytest.mark.parametrize("case", ["missing", "serving off", "another repository"])
+def test_every_other_case_is_mlflows_own_endpoint(app, s3, monkeypatch, case):
+    from mlflow.server import SERVE_ARTIFACTS_ENV_VAR, handlers
+
+    s3.objects["bucket/artifacts/present.txt"] = b"x"
+    if case == "serving off":
+        monkeypatch.setenv(SERVE_ARTIFACTS_ENV_VAR, "false")
+    if case == "another repository":
+        from mlflow.store.artifact.local_artifact_repo import LocalArtifactRepository
+        monkeypatch.setattr(handlers, "_artifact_repo", LocalArtifactRepository("/nonexistent"))
+    path = "missing.txt" if case == "missing" else "present.txt"
+    response, _ = app(path)
+    assert (response.status_code, app.calls) == (299, [path])
+
+
+def test_the_hook_installs_when_mlflow_imports_the_router():
+    """In a fresh interpreter, as the image's .pth does it: the app MLflow builds answers GET with the kit's
+    endpoint (and PUT with MLflow's)."""
+    import subprocess
+
+    probe = ("import mlflowkit_server.streaming\n"
+             "from mlflow.server.artifact_router import artifact_router\n"
+             "from mlflow.server.fastapi_app import app\n"
+             "print(sorted((sorted(r.methods)[0], r.endpoint.__module__) for r in artifact_router.routes))\n")
+    plugin = str(Path(s3_proxied.__file__).resolve().parents[1])
+    done = subprocess.run([sys.executable, "-W", "ignore", "-c", probe], capture_output=True, text=True,
+                          timeout=120, env={**os.environ, "PYTHONPATH": plugin})
+    assert done.returncode == 0, done.stderr[-2000:]
+    ours, theirs = "mlflowkit_server.streaming", "mlflow.server.artifact_router"
+    assert done.stdout.split("\n")[-2] == str([("GET", ours), ("GET", ours), ("PUT", theirs), ("PUT", theirs)])

@@ -67,6 +67,21 @@ class ProxiedS3ArtifactRepository(*_BASES):  # type: ignore[misc]
     def delete_artifacts(self, artifact_path=None):
         return self._s3.delete_artifacts(artifact_path)
 
+    def open_object(self, path: str) -> tuple[Any, int] | None:
+        """The body (a stream) and size of the object at ``path`` in this repository; None if there is none
+        (a missing key, or a "directory"). For downloads that stream (:mod:`mlflowkit_server.streaming`)."""
+        from botocore.exceptions import ClientError
+
+        bucket, prefix = self._s3.parse_s3_compliant_uri(self._s3.artifact_uri)
+        try:
+            response = self._s3._get_s3_client().get_object(Bucket=bucket, Key=posixpath.join(prefix, path),
+                                                            **getattr(self._s3, "_bucket_owner_params", {}))
+        except ClientError as exc:
+            if exc.response.get("Error", {}).get("Code") in ("NoSuchKey", "404"):
+                return None
+            raise
+        return response["Body"], response["ContentLength"]
+
     # --- streaming uploads ------------------------------------------------------------------------------
 
     def log_artifact_from_stream(self, stream: BinaryIO, artifact_file_name: str,

@@ -69,11 +69,12 @@ class Container:
 class Plan:
     network: str
     stores: list[Container]
-    hooks: list[Container]  # post-install hook Jobs, in weight order
+    hooks: list[Container]  # install hook Jobs, in Helm's order
     servers: list[list[Container]]  # per Deployment: init containers first, then the replicas' containers
     serve: list[Container]
     secrets: dict[str, dict[str, str]]
-    ports: dict[str, int]  # Service name -> published host port
+    ports: dict[str, int]  # Service name (or "ingress") -> published host port
+    ingress: list[Container] = field(default_factory=list)
 
 
 def _labels(doc: dict[str, Any]) -> dict[str, str]:
@@ -173,7 +174,8 @@ def plan(docs: list[dict[str, Any]], prefix: str, files: Path, external: tuple[C
     services = [d for d in docs if d["kind"] == "Service"]
     for doc in docs:
         assert doc["kind"] in ("Secret", "ConfigMap", "Service", "StatefulSet", "Deployment", "Job", "NetworkPolicy",
-                               "PersistentVolumeClaim", "PodDisruptionBudget"), f"not emulated: {doc['kind']}"
+                               "PersistentVolumeClaim", "PodDisruptionBudget", "Ingress"), \
+            f"not emulated: {doc['kind']}"
     stores, hooks, servers, serve = list(external), [], [], []
     # An install runs the pre-install and post-install hook Jobs (pre-upgrade ones belong to an upgrade).
     jobs = sorted((d for d in docs if d["kind"] == "Job" and {"pre-install", "post-install"} & set(_hook(d))),
@@ -206,7 +208,58 @@ def plan(docs: list[dict[str, Any]], prefix: str, files: Path, external: tuple[C
             port = service["spec"]["ports"][0]["port"]
             ports[service["metadata"]["name"]] = free_port()
             serve[0].publish.append(f"127.0.0.1:{ports[service['metadata']['name']]}:{port}")
-    return Plan(f"{prefix}-net", stores, hooks, servers, serve, secrets, ports)
+    ingress = [_ingress(doc, prefix, secrets, files) for doc in docs if doc["kind"] == "Ingress"]
+    for controller in ingress:
+        ports["ingress"] = free_port()
+        controller.publish.append(f"127.0.0.1:{ports['ingress']}:{INGRESS_PORT}")
+    return Plan(f"{prefix}-net", stores, hooks, servers, serve, secrets, ports, ingress)
+
+
+INGRESS_IMAGE = "mlflowkit/haproxy:2.6"  # the kit's HAProxy (stacks/images/haproxy) as the ingress controller
+INGRESS_PORT = 8443
+
+
+def _ingress(doc: dict[str, Any], prefix: str, secrets: dict[str, dict[str, str]], files: Path) -> Container:
+    """An ingress controller serving one rendered Ingress: HAProxy with one backend per Service a path names
+    (every replica behind it, found through Docker's DNS), Prefix paths matched longest first as Kubernetes
+    does, TLS with the tls.crt/tls.key of the rule's tlsSecret. The rule's host is not matched (one rule per
+    emulated Ingress: clients reach it on 127.0.0.1); the Host header is passed on as a controller does."""
+    (rule,) = doc["spec"]["rules"]
+    paths = sorted(rule["http"]["paths"], key=lambda p: -len(p["path"]))
+    assert all(p["pathType"] == "Prefix" for p in paths), paths
+    where = files / doc["metadata"]["name"] / "ingress"
+    where.mkdir(parents=True, exist_ok=True)
+    where.chmod(0o755)
+    bind = f":{INGRESS_PORT}"
+    for tls in doc["spec"].get("tls", []):
+        data = secrets[tls["secretName"]]
+        (where / "tls.pem").write_text(data["tls.crt"].rstrip("\n") + "\n" + data["tls.key"])
+        (where / "tls.pem").chmod(0o644)  # the test's own throwaway key, readable by HAProxy's user
+        bind += " ssl crt /etc/ingress/tls.pem alpn http/1.1"
+    frontend = ["global", "    log stdout format raw local0 info", "defaults", "    mode http", "    log global",
+                "    option httplog", "    timeout connect 5s", "    timeout client 300s", "    timeout server 300s",
+                "resolvers docker", "    nameserver dns 127.0.0.11:53", "    hold valid 2s",
+                "frontend ingress", f"    bind {bind}"]
+    backends: dict[str, list[str]] = {}
+    for number, path in enumerate(paths):
+        service = path["backend"]["service"]
+        backend = f"{service['name']}-{service['port']['number']}"
+        if path["path"] == "/":
+            frontend.append(f"    default_backend {backend}")
+        else:
+            frontend += [f"    acl path{number} path_beg {path['path']}", f"    use_backend {backend} if path{number}"]
+        backends[backend] = [f"backend {backend}", "    balance roundrobin",
+                             f"    server-template replica 1-4 {service['name']}:{service['port']['number']} "
+                             "resolvers docker init-addr none check inter 2s"]
+    config = frontend + [line for lines in backends.values() for line in lines]
+    (where / "haproxy.cfg").write_text("\n".join(config) + "\n")
+    (where / "haproxy.cfg").chmod(0o644)
+    scheme = "https" if doc["spec"].get("tls") else "http"
+    return Container(
+        name=f"{prefix}-ingress", component="ingress", image=INGRESS_IMAGE, user="990:990", env={},
+        entrypoint=None, args=["haproxy", "-W", "-db", "-f", "/etc/ingress/haproxy.cfg"], aliases=[],
+        tmpfs=["/tmp", "/run/haproxy"], volumes=[f"{where}:/etc/ingress:ro"],
+        health=f"curl -fsS -k -o /dev/null {scheme}://127.0.0.1:{INGRESS_PORT}/health")
 
 
 def _labels_of(doc: dict[str, Any]) -> dict[str, str]:
@@ -296,6 +349,9 @@ class Cluster:
                 if container not in inits:
                     self._run(container)
         self._wait([c for group in self.plan.servers for c in group if c.aliases], exited=False)
+        for container in self.plan.ingress:  # the controller once its backends are ready
+            self._run(container)
+        self._wait(self.plan.ingress, exited=False)
 
     def start_serving(self) -> None:
         for container in self.plan.serve:
@@ -351,6 +407,7 @@ class State:
     values: dict[str, str]  # a stack's .env: ports, database, bucket, auth
     containers: dict[str, str]  # component -> a container of it (for exec)
     serve: list[dict[str, Any]]
+    ca: str | None = None  # clients reach the tracking server through the Ingress over TLS, trusting this CA
 
 
 class _Exec:
@@ -408,11 +465,11 @@ class ChartStack(Stack):
             cluster.stop_serving()
 
     def ui_url(self) -> str:
-        """The tracking Service as published (TLS is the Ingress's on a cluster, not emulated here)."""
-        return f"http://127.0.0.1:{self.state.values['MLFLOW_PORT']}"
+        """The Ingress over TLS when the rendering has one, else the tracking Service as published."""
+        return f"{'https' if self.state.ca else 'http'}://127.0.0.1:{self.state.values['MLFLOW_PORT']}"
 
     def ca_path(self) -> Path | None:
-        return None
+        return Path(self.state.ca) if self.state.ca else None
 
     def logs(self, services: list[str] | None = None, tail: int | None = None) -> str:
         names = list(self.state.containers.values())
@@ -420,8 +477,9 @@ class ChartStack(Stack):
                          for n in names)
 
 
-def state_of(cluster: Cluster, topology: str, docs: list[dict[str, Any]]) -> State:
-    """The .env-like values and containers the validation child needs."""
+def state_of(cluster: Cluster, topology: str, docs: list[dict[str, Any]], ca: Path | None = None) -> State:
+    """The .env-like values and containers the validation child needs; with an Ingress (TLS signed by ``ca``)
+    the client goes through it."""
     the_plan = cluster.plan
     tracking = next(name for name in the_plan.ports if name.endswith("-mlflow"))
     serving = next(name for name in the_plan.ports if name.endswith("-serve"))
@@ -429,7 +487,8 @@ def state_of(cluster: Cluster, topology: str, docs: list[dict[str, Any]]) -> Sta
     server = next(c for c in servers if c.component == "mlflow")
     postgres = next(c for c in the_plan.stores if c.component == "postgres")
     s3_client = next(c for c in servers if "AWS_SECRET_ACCESS_KEY" in c.env)
-    values = {"MLFLOW_PORT": str(the_plan.ports[tracking]), "SERVE_PORT": str(the_plan.ports[serving]),
+    values = {"MLFLOW_PORT": str(the_plan.ports.get("ingress", the_plan.ports[tracking])),
+              "SERVE_PORT": str(the_plan.ports[serving]),
               "POSTGRES_USER": postgres.env["POSTGRES_USER"], "POSTGRES_DB": postgres.env["POSTGRES_DB"],
               "S3_BUCKET": s3_client.env["S3_BUCKET"]}
     if "MLFLOW_AUTH_ADMIN_USERNAME" in server.env:
@@ -438,7 +497,7 @@ def state_of(cluster: Cluster, topology: str, docs: list[dict[str, Any]]) -> Sta
                       MLFLOW_AUTH_ADMIN_PASSWORD=server.env["MLFLOW_AUTH_ADMIN_PASSWORD"])
     return State(topology, cluster.prefix, values,
                  {"postgres": postgres.name, "mlflow": server.name, "s3-client": s3_client.name},
-                 [asdict(c) for c in the_plan.serve])
+                 [asdict(c) for c in the_plan.serve], str(ca) if ca and the_plan.ingress else None)
 
 
 def main(argv: list[str]) -> None:

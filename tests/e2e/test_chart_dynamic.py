@@ -6,11 +6,12 @@ predict, artifacts in S3 through the proxy, the run in PostgreSQL — from a cle
 - the replicated topology with external stores: PostgreSQL and S3 started as plain containers standing in for
   endpoints outside the cluster (their credentials as Secrets made before the install, the chart's pre-install
   hook Jobs migrating and making the bucket), two tracking and two artifacts replicas through two PgBouncer
-  pods, auth on — one test for both renderings the CI budget allows.
+  pods, auth on, and the Ingress (an HAProxy container configured from the rendered Ingress object, TLS from
+  its Secret) in front: the validation goes through it over HTTPS — one test for what the CI budget allows.
 
 What a cluster adds that this does not prove: scheduling, admission, the kubelet's probe timing, Service load
-balancing (DNS round-robin over the replicas here), the Ingress and its TLS, NetworkPolicy enforcement, Helm's
-own hook execution."""
+balancing (DNS round-robin over the replicas here), a real ingress controller (host matching, its own retries),
+NetworkPolicy enforcement, Helm's own hook execution."""
 
 from __future__ import annotations
 
@@ -26,7 +27,7 @@ from typing import Any
 
 import pytest
 
-from mlflowkit import docker
+from mlflowkit import docker, tls
 from mlflowkit.errors import KitError
 from mlflowkit.settings import Settings
 from mlflowkit.topology import ArtifactMode
@@ -62,7 +63,7 @@ def _external_stores(prefix: str, db: dict[str, str], s3: dict[str, str]) -> tup
 
 
 def _validate(cluster: Cluster, topology: str, docs: list[dict[str, Any]], settings: Settings,
-              tmp_path: Path) -> tuple[Any, list[str]]:
+              tmp_path: Path, ca: Path | None = None) -> tuple[Any, list[str]]:
     """Start the rendering, run the kit's validation in a clean process; (state, step names)."""
     started = time.monotonic()
     try:
@@ -70,7 +71,7 @@ def _validate(cluster: Cluster, topology: str, docs: list[dict[str, Any]], setti
     except KitError as exc:
         pytest.fail(f"{exc}\n{exc.details or ''}")
     print(f"chart release of {topology} up in {time.monotonic() - started:.0f} s", file=sys.stderr)
-    state = state_of(cluster, topology, docs)
+    state = state_of(cluster, topology, docs, ca)
     (tmp_path / "state.json").write_text(json.dumps(asdict(state)))
     env = clean_environment(settings)
     env["PYTHONPATH"] = str(Path(__file__).resolve().parents[2])
@@ -130,13 +131,21 @@ def test_rendered_replicated_release_on_external_stores_passes_the_kits_validati
                                                                                     tmp_path: Path):
     db = {"POSTGRES_PASSWORD": secrets.token_hex(16)}
     s3 = {"AWS_ACCESS_KEY_ID": secrets.token_hex(10), "AWS_SECRET_ACCESS_KEY": secrets.token_hex(20)}
+    # TLS at the Ingress: a certificate for the address the client uses, signed by a throwaway CA, as the
+    # Secret a cert-manager would make.
+    tls_files = tls.ensure(tmp_path / "tls", ["localhost", "127.0.0.1"])
+    pem = tls_files.server.read_text()
+    key = pem[pem.index("-----BEGIN PRIVATE KEY-----"):]
+    certificate = pem.replace(key, "")
     values = {"topology": REPLICATED, "tracking": {"replicas": 2}, "artifacts": {"replicas": 2},
               "auth": {"enabled": True}, "serve": {"enabled": True},
+              "ingress": {"enabled": True, "host": "mlflow.example.test", "tlsSecret": "mlflow-tls"},
               "postgresql": {"enabled": False, "existingSecret": "external-db",
                              "external": {"host": "external-postgres"}},
               "s3": {"enabled": False, "existingSecret": "external-s3",
                      "external": {"endpoint": "http://external-s3:8333"}}}
-    docs = [_secret("external-db", db), _secret("external-s3", s3), *documents(values)]
+    docs = [_secret("external-db", db), _secret("external-s3", s3),
+            _secret("mlflow-tls", {"tls.crt": certificate, "tls.key": key}), *documents(values)]
     assert not [d for d in docs if d["kind"] == "StatefulSet"], "no store of the chart's own"
     hooks = [d["metadata"]["name"] for d in docs if d["kind"] == "Job"]
     assert all("pre-install" in d["metadata"]["annotations"]["helm.sh/hook"] for d in docs if d["kind"] == "Job")
@@ -146,7 +155,14 @@ def test_rendered_replicated_release_on_external_stores_passes_the_kits_validati
     tracking, artifacts = _replicas(cluster, "mlflow"), _replicas(cluster, "artifacts")
     assert len(tracking) == len(artifacts) == len(_replicas(cluster, "pgbouncer")) == 2
     try:
-        state, _ = _validate(cluster, REPLICATED, docs, e2e_settings, tmp_path)
+        state, _ = _validate(cluster, REPLICATED, docs, e2e_settings, tmp_path, tls_files.ca)
+        assert state.ca, "validated through the Ingress over TLS"
+        # The Ingress sent the client's artifact transfers to the artifacts pool, the rest to the tracking pool.
+        routed = docker.run(["docker", "logs", cluster.plan.ingress[0].name], timeout=30).stdout
+        uploads = [line for line in routed.splitlines() if "PUT /api/2.0/mlflow-artifacts/" in line]
+        assert uploads and all("-artifacts-" in line.split()[3] for line in uploads), routed[-3000:]
+        assert any("/api/2.0/mlflow/runs/create" in line and "-mlflow-" in line.split()[3]
+                   for line in routed.splitlines()), routed[-3000:]
         # The artifacts pool proxies S3: an artifact written through one replica is read back through the other.
         creds = _create_user(state, tracking[0])
         body = secrets.token_hex(16)

@@ -201,6 +201,8 @@ def test_non_root_read_only_with_resources_and_probes(topology, case):
             assert security["readOnlyRootFilesystem"] and not security["allowPrivilegeEscalation"]
             assert security["capabilities"]["drop"] == ["ALL"]
             assert container["resources"]["requests"]["memory"] and container["resources"]["limits"]["memory"]
+            names = [entry["name"] for entry in container.get("env", [])]
+            assert len(names) == len(set(names)), f"{doc['metadata']['name']}: an environment variable twice"
         if doc["kind"] in ("Deployment", "StatefulSet"):
             main = spec["containers"][0]
             assert {"startupProbe", "readinessProbe", "livenessProbe"} <= set(main), doc["metadata"]["name"]

@@ -130,6 +130,8 @@ class Stack:
             values[METRICS_SWITCH] = "true"
         metrics = bool(values.get(METRICS_SWITCH)) and self.topology.has_metrics  # a stack that has it keeps it
         running = {s.service for s in self.states() if s.state == "running"}
+        if not metrics and METRICS_SERVICE in running:  # MLFLOW_METRICS removed from .env: its scraper goes too
+            self.compose(with_metrics=True).call("rm", "--stop", "--force", METRICS_SERVICE)
         self._check_ports(values, running | (set() if metrics else {METRICS_SERVICE}))
         self.log(f"up: starting {self.project}" + (" with metrics" if metrics else "")
                  + f" (timeout {self.settings.up_timeout:.0f} s)")

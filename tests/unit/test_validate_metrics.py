@@ -54,3 +54,20 @@ def test_metrics_come_with_every_topology_that_runs_an_mlflow_server():
         if t.has_metrics:
             assert t.has_tracking_server and t.port("PROMETHEUS_PORT").default == t.port("MLFLOW_PORT").default + 9
     assert not TOPOLOGIES["file"].has_metrics and not TOPOLOGIES["sqlite"].has_metrics
+
+
+def test_compose_gets_the_targets_from_the_env_and_the_profile_only_when_asked(tmp_path):
+    """What Stack.compose hands Compose (no engine): METRICS_TARGETS follows a moved ARTIFACTS_PORT; a .env written
+    before PROMETHEUS_PORT existed gets its declared default; the metrics profile only with with_metrics."""
+    from mlflowkit.settings import Settings
+    from mlflowkit.stack import Stack
+
+    stack = Stack(TOPOLOGIES["artifacts-only"], Settings(home=str(tmp_path)))
+    stack.env_file.parent.mkdir(parents=True)
+    stack.env_file.write_text("ARTIFACTS_PORT=6123\nMLFLOW_PORT=6120\n")
+    plain, metrics = stack.compose(), stack.compose(with_metrics=True)
+    assert plain.env["METRICS_TARGETS"] == "artifacts:6123,mlflow:5000"
+    assert plain.env["PROMETHEUS_PORT"] == "5059" and plain.env["MLFLOW_PORT"] == "6120"
+    assert "metrics" not in plain.profiles and "metrics" in metrics.profiles
+    local = Stack(TOPOLOGIES["file"], Settings(home=str(tmp_path)))
+    assert local.compose(with_metrics=True).profiles == ()  # file and sqlite have no metrics profile

@@ -59,8 +59,9 @@ QUICK = Sizes(duration=1.0, batches=(10,), concurrency=(1, 2), large_bytes=MIB, 
               floor_count=20, serve_workers=(1,), tuning=False)
 
 # The server settings compared by the tuning section, as .env values (None: the compose file's default).
-# MLflow's default is 4 uvicorn workers; the kit's compose files run 1 (MLFLOW_WORKERS): uvicorn's multi-worker
-# mode leaves Nagle on, so every kept-alive request waits ~40 ms (Kludex/uvicorn#3149; docs/performance.md).
+# MLflow's default is 4 uvicorn workers; the kit's compose files run 1 (MLFLOW_WORKERS). uvicorn's multi-worker
+# mode left Nagle on (~40 ms per kept-alive request, Kludex/uvicorn#3149) until the image turned it off
+# (mlflowkit_server/nodelay.py): this section shows whether more workers now pay (docs/performance.md).
 TUNING: dict[str, dict[str, str | None]] = {
     "4 workers (MLflow default)": {"MLFLOW_WORKERS": "4"},
     "2 workers": {"MLFLOW_WORKERS": "2"},

@@ -94,6 +94,7 @@ def defaults(topology: Topology, bind_address: str = "127.0.0.1", data_dir: Path
             AWS_ACCESS_KEY_ID=secrets.token_hex(10),
             AWS_SECRET_ACCESS_KEY=secrets.token_hex(20),
         )
+    values.update({name: secrets.token_urlsafe(24) for name in topology.secrets})
     return values
 
 

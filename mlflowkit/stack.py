@@ -215,12 +215,15 @@ class Stack:
         return sorted((_state(item) for item in json.loads(out)), key=lambda state: (state.service, state.replica))
 
     def members(self) -> list[Member]:
-        """Every container with its role; each replica with its health as the load balancer sees it."""
+        """Every container with its role; each replica with its health as the load balancer sees it, each
+        PostgreSQL node of a Patroni cluster with its role in it (leader, sync replica, replica)."""
         states = self.states()
         replicated = {r.service for r in self.topology.replicas}
         balancer = self.topology.balancer
-        up = any(s.service == balancer and s.state == "running" for s in states)
-        view = self.balancer_view() if up and replicated else {}
+        running = {s.service for s in states if s.state == "running"}
+        view = self.balancer_view() if balancer in running and replicated else {}
+        nodes = self.topology.patroni.nodes if self.topology.patroni else ()
+        cluster = self.database_roles([node for node in nodes if node in running])
         members = []
         for s in states:
             role = self.topology.role(s.service) or ("one-shot" if s.service in self.topology.one_shots else "")
@@ -228,6 +231,8 @@ class Stack:
             if s.service in replicated:
                 seen = next((view[address] for address in s.addresses if address in view), "not in its pool")
                 role += f" ({balancer}: {seen})"
+            if s.service in nodes:
+                role += f" ({cluster.get(s.service, 'not in the cluster')})"
             name = f"{s.service} #{s.replica}" if s.service in replicated else s.service
             members.append(Member(name, role, s))
         return members
@@ -358,6 +363,22 @@ class Stack:
             return {}
         return parse_haproxy_csv(out, {r.backend for r in self.topology.replicas})
 
+    def database_roles(self, nodes: list[str]) -> dict[str, str]:
+        """The Patroni cluster's members as it sees them: name -> ``leader``/``sync replica``/``replica`` (with
+        the state when it is not running), asked of the first of ``nodes`` whose REST API answers (inside its
+        container: the API is not published); empty when none does."""
+        patroni = self.topology.patroni
+        if patroni is None:
+            return {}
+        for node in nodes:
+            try:
+                out = self.compose().exec(node, ["curl", "-fsS", f"http://127.0.0.1:{patroni.api_port}/cluster"],
+                                          timeout=30)
+            except CommandError:
+                continue
+            return parse_patroni_cluster(out)
+        return {}
+
     def _check_ports(self, values: dict[str, str], running: set[str]) -> None:
         address = values.get("BIND_ADDRESS", "127.0.0.1")
         for port in self.topology.ports:
@@ -416,6 +437,25 @@ def parse_haproxy_csv(text: str, backends: set[str]) -> dict[str, str]:
     for row in csv.DictReader(lines):
         if row.get("pxname") in backends and row.get("svname") not in ("FRONTEND", "BACKEND") and row.get("addr"):
             view[row["addr"].rsplit(":", 1)[0]] = row.get("status", "")
+    return view
+
+
+_PATRONI_ROLES = {"leader": "leader", "sync_standby": "sync replica", "replica": "replica",
+                  "standby_leader": "standby leader"}
+
+
+def parse_patroni_cluster(text: str) -> dict[str, str]:
+    """Patroni's ``GET /cluster``: member name -> its role in words, and its state when that is not running
+    (``replica, starting``); {} for what is not that document."""
+    try:
+        members = json.loads(text).get("members") or []
+    except (ValueError, AttributeError):
+        return {}
+    view = {}
+    for member in members:
+        role = _PATRONI_ROLES.get(member.get("role", ""), member.get("role", "?"))
+        state = member.get("state", "")
+        view[member.get("name", "?")] = role if state in ("running", "streaming") else f"{role}, {state or '?'}"
     return view
 
 

@@ -78,6 +78,17 @@ class Replicas:
 
 
 @dataclass(frozen=True)
+class Patroni:
+    """PostgreSQL under Patroni: nodes that elect their leader through etcd, behind a router (the service named
+    ``postgres``, the database's address) that sends connections to the leader. `mlflowkit status` asks a node's
+    REST API (``/cluster``) which one leads."""
+
+    nodes: tuple[str, ...]  # the PostgreSQL nodes; each is its Patroni member name too
+    consensus: tuple[str, ...]  # the etcd members
+    api_port: int = 8008  # Patroni's REST API, inside the stack's network only
+
+
+@dataclass(frozen=True)
 class Pooling:
     """Database connections of a replicated topology: every server's pools go through PgBouncer, whose own
     connections go to PostgreSQL. Each limit is a .env variable with its default (the compose file's)."""
@@ -137,6 +148,8 @@ class Topology:
     replicas: tuple[Replicas, ...] = ()
     pooling: Pooling | None = None
     roles: tuple[tuple[str, str], ...] = ()  # (service, role) of the other services, for `mlflowkit status`
+    patroni: Patroni | None = None  # a replicated PostgreSQL (Patroni + etcd)
+    secrets: tuple[str, ...] = ()  # .env variables `mlflowkit up` generates beyond the backend's and S3's
 
     @property
     def has_metrics(self) -> bool:
@@ -338,13 +351,14 @@ HA = Topology(
     scenario=6,
     summary="MLFLOW_REPLICAS tracking servers and ARTIFACTS_REPLICAS --artifacts-only servers behind HAProxy, "
     "which terminates TLS (a local CA the kit makes), health-checks them and retries on another replica; one "
-    "auth database and Flask secret for all; PgBouncer before PostgreSQL; S3 on three SeaweedFS volume servers "
-    "that keep every file twice.",
+    "auth database and Flask secret for all; PgBouncer before PostgreSQL, a leader and a synchronous replica "
+    "under Patroni (etcd, automatic failover) with writes routed to the leader; S3 on three SeaweedFS volume "
+    "servers that keep every file twice.",
     backend=Backend.POSTGRESQL,
     artifact_mode=ArtifactMode.PROXIED,
     has_tracking_server=True,
-    services=("postgres", "pgbouncer", "s3-master", "s3-volume-1", "s3-volume-2", "s3-volume-3", "s3",
-              "artifacts", "mlflow", "lb"),
+    services=("etcd-1", "etcd-2", "etcd-3", "postgres-1", "postgres-2", "postgres", "pgbouncer", "s3-master",
+              "s3-volume-1", "s3-volume-2", "s3-volume-3", "s3", "artifacts", "mlflow", "lb"),
     one_shots=("create-bucket", "migrate"),
     ports=(Port("MLFLOW_PORT", 5060, "lb", 8443), Port("SERVE_PORT", 5061, "serve", 5001)),
     checks=("the validation client runs with no S3 keys or endpoint, over HTTPS through the load balancer",
@@ -354,9 +368,14 @@ HA = Topology(
     replicas=(Replicas("mlflow", "MLFLOW_REPLICAS", 2, "tracking replica", "tracking", engines=3),
               Replicas("artifacts", "ARTIFACTS_REPLICAS", 2, "artifacts replica", "artifacts", engines=1)),
     pooling=Pooling(),
-    roles=(("lb", "load balancer (TLS)"), ("pgbouncer", "connection pooler"), ("postgres", "database"),
+    roles=(("lb", "load balancer (TLS)"), ("pgbouncer", "connection pooler"),
+           ("postgres", "database router (to the leader)"), ("postgres-1", "PostgreSQL node"),
+           ("postgres-2", "PostgreSQL node"), ("etcd-1", "etcd member"), ("etcd-2", "etcd member"),
+           ("etcd-3", "etcd member"),
            ("s3-master", "S3 master"), ("s3-volume-1", "S3 volume server"), ("s3-volume-2", "S3 volume server"),
            ("s3-volume-3", "S3 volume server"), ("s3", "S3 filer + gateway")),
+    patroni=Patroni(nodes=("postgres-1", "postgres-2"), consensus=("etcd-1", "etcd-2", "etcd-3")),
+    secrets=("POSTGRES_REPLICATION_PASSWORD", "PATRONI_API_PASSWORD"),
 )
 
 TOPOLOGIES: dict[str, Topology] = {

@@ -23,7 +23,7 @@ import requests
 from mlflowkit import images
 from mlflowkit.docker import run
 from mlflowkit.errors import KitError
-from mlflowkit.stack import Stack, parse_haproxy_csv
+from mlflowkit.stack import Stack
 from mlflowkit.topology import HA
 from tests.e2e.conftest import _log, seed_env
 
@@ -121,10 +121,29 @@ class Outcome:
     uploads: list[str]  # artifact paths acknowledged
     failures: list[str]
     seconds: float
+    # Each call's rows are its own: (run, step) is unique to one call of one client (no client retries), so a
+    # call's rows are checked one by one. Acknowledged calls with fewer than BATCH rows stored (a lost write) or
+    # any call with more (a duplicate); calls whose rows are stored though the client saw a failure (the
+    # outcome of a call cut by a fault is unknown to its client: allowed, and counted).
+    lost: list[str]
+    duplicated: list[str]
+    stored_unacked: int
+
+
+class Running(list):
+    """What ``load`` yields: its Outcome, appended once the block is over; meanwhile, its calls acknowledged."""
+
+    def __init__(self, progress) -> None:
+        super().__init__()
+        self.progress = progress
+
+    @property
+    def acknowledged(self) -> int:
+        return self.progress.value
 
 
 @contextmanager
-def load(stack: Stack, label: str) -> Iterator[list[Outcome]]:
+def load(stack: Stack, label: str) -> Iterator[Running]:
     """WORKERS client processes logging through the load balancer for the block; the outcome is appended to the
     yielded list once they have stopped and the stored rows are counted."""
     api = Api.of(stack)
@@ -136,7 +155,7 @@ def load(stack: Stack, label: str) -> Iterator[list[Outcome]]:
     started = time.monotonic()
     for proc in procs:
         proc.start()
-    result: list[Outcome] = []
+    result = Running(progress)
 
     def calls_beyond(count: int, timeout: float) -> None:
         """Wait until the clients have had ``count`` more calls acknowledged (they log before and after a fault)."""
@@ -157,11 +176,18 @@ def load(stack: Stack, label: str) -> Iterator[list[Outcome]]:
     seconds = time.monotonic() - started
     env = stack.env()
     ids = ",".join(f"'{run_id}'" for run_id, _ in runs)
-    stored = int(stack.compose().exec("postgres", ["psql", "-U", env["POSTGRES_USER"], "-d", env["POSTGRES_DB"], "-tAc",
-                                                   f"SELECT count(*) FROM metrics WHERE run_uuid IN ({ids})"]))
-    result.append(Outcome(acked=sum(len(r[1]) for r in reports) * BATCH, stored=stored,
+    rows = stack.compose().exec("postgres", ["psql", "-U", env["POSTGRES_USER"], "-d", env["POSTGRES_DB"], "-tA", "-F",
+                                             " ", "-c", "SELECT run_uuid, step, count(*) FROM metrics WHERE run_uuid "
+                                             f"IN ({ids}) GROUP BY run_uuid, step"])
+    stored = {(run_id, int(step)): int(count) for run_id, step, count in (line.split() for line in rows.splitlines())}
+    acked = {(r[0], step) for r in reports for step in r[1]}
+    result.append(Outcome(acked=len(acked) * BATCH, stored=sum(stored.values()),
                           uploads=[path for r in reports for path in r[2]],
-                          failures=[f for r in reports for f in r[3]], seconds=seconds))
+                          failures=[f for r in reports for f in r[3]], seconds=seconds,
+                          lost=[f"{key}: {stored.get(key, 0)} rows" for key in sorted(acked)
+                                if stored.get(key, 0) < BATCH],
+                          duplicated=[f"{key}: {count} rows" for key, count in sorted(stored.items()) if count > BATCH],
+                          stored_unacked=len(set(stored) - acked)))
 
 
 def container(stack: Stack, service: str, number: int = 1) -> str:
@@ -219,7 +245,10 @@ def check_downloads(stack: Stack, paths: list[str]) -> list[str]:
 
 
 def test_status_shows_every_replica_with_its_health_and_role(stack):
+    nodes = database_roles(stack, lambda roles: sorted(roles.values()) == ["leader", "sync replica"], 120)
     members = {m.name: m for m in stack.members()}
+    for node, role in nodes.items():
+        assert members[node].role == f"PostgreSQL node ({role})" and members[node].state.health == "healthy"
     for replicas in HA.replicas:
         for number in (1, 2):
             member = members[f"{replicas.service} #{number}"]
@@ -298,7 +327,7 @@ def test_rolling_restart_of_every_replica_under_load_fails_no_call(stack):
                 name, started = f"{replicas.service} #{number}", time.monotonic()
                 target = container(stack, replicas.service, number)
                 run(["docker", "stop", "--time", "10", target], timeout=60)
-                out = wait_out_of_pool(stack, name, replicas.backend, 30)
+                out = wait_out_of_pool(stack, name, 30)
                 assert out.state.state == "exited" and out.role.endswith("(lb: not in its pool)"), out
                 run(["docker", "start", target], timeout=60)
                 wait_in_pool(stack, name, 120)
@@ -313,14 +342,17 @@ def test_rolling_restart_of_every_replica_under_load_fails_no_call(stack):
     assert check_downloads(stack, result.uploads) == []
 
 
-def wait_out_of_pool(stack: Stack, name: str, backend: str, timeout: float):
-    """The stopped replica ``name`` as `mlflowkit status` shows it once HAProxy has only the others left UP."""
+def wait_out_of_pool(stack: Stack, name: str, timeout: float):
+    """The stopped replica ``name`` as `mlflowkit status` shows it once HAProxy has only the running replicas
+    (of every pool) left, each UP."""
     deadline = time.monotonic() + timeout
+    replicated = {r.service for r in HA.replicas}
     while time.monotonic() < deadline:
-        member = next(m for m in stack.members() if m.name == name)
-        view = parse_haproxy_csv(stack.compose().exec("lb", ["curl", "-fsS", "http://127.0.0.1:8404/stats;csv"]),
-                                 {backend})
-        if member.state.state == "exited" and list(view.values()) == ["UP"]:
+        members = stack.members()
+        member = next(m for m in members if m.name == name)
+        running = sum(1 for m in members if m.name.split(" #")[0] in replicated and m.state.state == "running")
+        view = stack.balancer_view()
+        if member.state.state == "exited" and sorted(view.values()) == ["UP"] * running:
             return member
         time.sleep(0.5)
     raise AssertionError(f"{name} still in the pool {timeout:.0f} s after its stop: {member}, {view}")
@@ -357,6 +389,56 @@ def test_losing_one_s3_volume_server_loses_no_artifact_and_uploads_go_on(stack):
     assert missing == [] and failed == [] and readable == []
 
 
+def database_roles(stack: Stack, wanted, timeout: float) -> dict[str, str]:
+    """The PostgreSQL nodes' roles as `mlflowkit status` shows them (Patroni's view), once ``wanted(roles)``."""
+    assert HA.patroni is not None
+    nodes, deadline = HA.patroni.nodes, time.monotonic() + timeout
+    while True:
+        roles = {m.name: m.role.removeprefix("PostgreSQL node (").removesuffix(")") for m in stack.members()
+                 if m.name in nodes}
+        if wanted(roles):
+            return roles
+        assert time.monotonic() < deadline, f"PostgreSQL nodes not as wanted within {timeout:.0f} s: {roles}"
+        time.sleep(0.5)
+
+
+def test_killed_postgresql_leader_under_load_fails_over_and_loses_no_acknowledged_write(stack):
+    """`docker kill` of the Patroni leader (a deliberate stop: it stays down until started) under the load: its key
+    in etcd expires, the synchronous replica is promoted, the router sends PgBouncer's new connections there.
+    Calls cut by the failover fail (counted, not asserted: the clients do not retry); every acknowledged one is
+    stored, once. Then the killed node is started and rejoins as a replica."""
+    roles = database_roles(stack, lambda roles: sorted(roles.values()) == ["leader", "sync replica"], 120)
+    leader = next(node for node, role in roles.items() if role == "leader")
+    replica = next(node for node in roles if node != leader)
+    victim = container(stack, leader)
+    with load(stack, "failover") as outcome:
+        at_kill = outcome.acknowledged
+        run(["docker", "kill", victim], timeout=60)
+        killed = time.monotonic()
+        database_roles(stack, lambda roles: roles.get(replica) == "leader", 120)
+        promoted = time.monotonic() - killed
+        # More calls acknowledged than were in flight at the kill (one per client): writes go on after it.
+        while outcome.acknowledged <= at_kill + WORKERS:
+            assert time.monotonic() - killed < 180, f"writes did not resume within 180 s of the kill ({at_kill})"
+            time.sleep(0.2)
+        resumed = time.monotonic() - killed
+        run(["docker", "start", victim], timeout=60)
+        started = time.monotonic()
+        rejoined = database_roles(stack, lambda roles: roles.get(leader) in ("replica", "sync replica"), 180)
+        back = time.monotonic() - started
+    result = outcome[0]
+    print(f"\nkill the PostgreSQL leader ({leader}): {WORKERS} clients {result.seconds:.0f} s, {result.acked} metric "
+          f"rows acknowledged, {result.stored} stored ({result.stored_unacked} calls stored though their client saw "
+          f"a failure), {len(result.lost)} lost, {len(result.duplicated)} duplicated; {len(result.failures)} failed "
+          f"calls, {len(result.uploads)} uploads; {replica} leader {promoted:.1f} s after the kill, writes resumed "
+          f"{resumed:.1f} s after it; {leader} back as {rejoined[leader]} {back:.1f} s after its start")
+    for failure in result.failures[:5]:
+        print(f"  {failure}")
+    assert result.lost == [] and result.duplicated == []
+    assert result.acked > 0 and result.stored >= result.acked
+    assert check_downloads(stack, result.uploads) == []
+
+
 def test_up_refuses_a_stack_over_its_connection_budget(make_stack, e2e_settings):
     """Checked before anything starts: 8 tracking replicas x 8 workers x 3 pools x 5 connections, plus 2 artifacts
     replicas x 8 workers x 1 pool x 5, exceed PgBouncer's 400."""
@@ -372,13 +454,14 @@ def test_up_refuses_a_stack_over_its_connection_budget(make_stack, e2e_settings)
 
 
 def test_the_ha_images_run_as_non_root_and_hold_no_secret(stack):
-    """What test_stacks checks of the shared images, for the images only this topology runs."""
+    """What test_stacks checks of the shared images, for the images only this topology runs (Patroni's holds
+    PostgreSQL, etcd and HAProxy)."""
     import json
 
     env = stack.env()
     needles = [env[key].encode() for key in env if any(w in key for w in ("PASSWORD", "SECRET", "ACCESS_KEY"))]
-    own = sorted(images.names(stack.settings, "haproxy", "pgbouncer"))  # built with the others since ha is declared
-    assert own == ["mlflowkit/haproxy:2.6", "mlflowkit/pgbouncer:1.18"]
+    own = sorted(images.names(stack.settings, "haproxy", "pgbouncer", "patroni"))  # built with the others
+    assert own == ["mlflowkit/haproxy:2.6", "mlflowkit/patroni:3.0", "mlflowkit/pgbouncer:1.18"]
     for image in own:
         config = json.loads(run(["docker", "image", "inspect", image], timeout=30).stdout)[0]["Config"]
         assert config.get("User") not in ("", "root", "0"), f"{image} runs as root"

@@ -278,14 +278,17 @@ REQUEST_COUNTER = "mlflow_http_request_total"  # prometheus-flask-exporter's cou
 SCRAPE_WAIT = 30.0  # seconds: Prometheus scrapes every 5 s (stacks/common/metrics.yaml)
 
 
-def target_problems(answer: dict, expected: tuple[str, ...] = ()) -> list[str]:
+def target_problems(answer: dict, expected: tuple[str, ...] = (), replicas: int | None = None) -> list[str]:
     """Prometheus' ``/api/v1/targets`` answer: there is a target, each of ``expected`` (``host:port``, the
-    topology's servers) is one, and every target is up."""
+    topology's servers) is one, there are ``replicas`` targets (a replicated topology: one per replica), and every
+    target is up."""
     targets = answer.get("data", {}).get("activeTargets", [])
     if not targets:
         return ["Prometheus has no active scrape target"]
     instances = {t.get("labels", {}).get("instance") for t in targets}
     missing = [f"{target} is not scraped" for target in expected if target not in instances]
+    if replicas is not None and len(targets) != replicas:
+        missing.append(f"Prometheus scrapes {len(targets)} server(s), the stack runs {replicas} replicas")
     return missing + [f"{t.get('scrapeUrl')} is {t.get('health')}: {t.get('lastError') or 'not scraped yet'}"
                       for t in targets if t.get("health") != "up"]
 
@@ -301,13 +304,15 @@ def check_targets(stack: Stack, timeout: float) -> int:
     while a target has not been scraped yet (at most SCRAPE_WAIT); a target down is a KitError naming it."""
     import requests
 
-    # A replicated server is one name with several addresses (its replicas): only counted, not named.
-    expected = () if stack.topology.replicas else stack.topology.metrics_targets(stack.env())
+    # A replicated server is one name with several addresses (its replicas): counted, not named.
+    values = stack.env()
+    expected = () if stack.topology.replicas else stack.topology.metrics_targets(values)
+    replicas = sum(int(values.get(r.variable) or r.default) for r in stack.topology.replicas) or None
     deadline = time.monotonic() + SCRAPE_WAIT
     while True:
         answer = requests.get(f"{stack.metrics_url()}/api/v1/targets", params={"state": "active"}, timeout=timeout)
         answer.raise_for_status()
-        problems = target_problems(answer.json(), expected)
+        problems = target_problems(answer.json(), expected, replicas)
         pending = any(t.get("health") == "unknown" for t in answer.json()["data"]["activeTargets"])
         if not problems or not pending or time.monotonic() > deadline:
             break

@@ -42,6 +42,12 @@ def test_a_server_prometheus_does_not_scrape_is_named():
     assert validate.target_problems(answer, ("artifacts:5052", "mlflow:5000")) == ["artifacts:5052 is not scraped"]
 
 
+def test_a_replicated_topology_counts_one_target_per_replica():
+    assert validate.target_problems(targets("up", "up", "up", "up"), replicas=4) == []
+    assert validate.target_problems(targets("up", "up", "up"), replicas=4) == [
+        "Prometheus scrapes 3 server(s), the stack runs 4 replicas"]
+
+
 def test_the_targets_are_the_topologys_servers_at_their_ports():
     assert TOPOLOGIES["proxied"].metrics_targets({}) == ("mlflow:5000",)
     # the artifacts server listens on ARTIFACTS_PORT inside too: a moved port is followed

@@ -30,6 +30,13 @@ def test_the_postgresql_image_is_at_most_350_mb(e2e_settings: Settings):
         f"`docker history {image}` and stacks/images/postgres/Dockerfile's lean step")
 
 
+def test_the_prometheus_image_is_at_most_350_mb(e2e_settings: Settings):
+    [image] = images.names(e2e_settings, "prometheus")
+    size = image_size(image)
+    assert size <= 350_000_000, (f"{image} is {size / 1e6:.0f} MB: see `docker history {image}` and "
+                                 "stacks/images/prometheus/Dockerfile's lean step")
+
+
 def test_the_mlflow_images_python_loads_the_nagle_fix(e2e_settings: Settings):
     """Without it, `--workers 2` adds ~40 ms to every kept-alive request (tests/unit/test_nodelay.py shows why;
     the bench's server-settings section measures it)."""

@@ -57,12 +57,15 @@ lock: venv
 
 # Re-pin every package of the mlflow image (requirements.txt -> requirements.lock beside it, with hashes), the
 # same way; the image installs it with --require-hashes.
+# Each lock starts from the current one (uv keeps its pins where requirements allow): adding a package moves no other.
 lock-images: venv
+	cp stacks/images/mlflow/requirements.lock stacks/images/mlflow/requirements.lock.new
 	$(VENV)/bin/uv pip compile stacks/images/mlflow/requirements.txt --generate-hashes --universal \
 	  --python-version 3.11 --no-header --quiet -o stacks/images/mlflow/requirements.lock.new
 	mv stacks/images/mlflow/requirements.lock.new stacks/images/mlflow/requirements.lock
 	# The older versions `mlflowkit upgrade` starts from (mlflow-<version>.txt -> .lock beside it).
 	for pins in stacks/images/mlflow/mlflow-*.txt; do \
+	  cp "$${pins%.txt}.lock" "$${pins%.txt}.lock.new" && \
 	  $(VENV)/bin/uv pip compile "$$pins" --generate-hashes --universal --python-version 3.11 --no-header --quiet \
 	    -o "$${pins%.txt}.lock.new" && mv "$${pins%.txt}.lock.new" "$${pins%.txt}.lock" || exit 1; \
 	done

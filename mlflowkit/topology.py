@@ -360,7 +360,7 @@ HA = Topology(
     services=("etcd-1", "etcd-2", "etcd-3", "postgres-1", "postgres-2", "postgres", "pgbouncer", "s3-master",
               "s3-volume-1", "s3-volume-2", "s3-volume-3", "s3", "artifacts", "mlflow", "lb"),
     one_shots=("create-bucket", "migrate"),
-    ports=(Port("MLFLOW_PORT", 5060, "lb", 8443), Port("SERVE_PORT", 5061, "serve", 5001)),
+    ports=(Port("MLFLOW_PORT", 5060, "lb", 8443), Port("SERVE_PORT", 5061, "serve", 5001), _metrics_port(5060)),
     checks=("the validation client runs with no S3 keys or endpoint, over HTTPS through the load balancer",
             "artifact URIs are mlflow-artifacts:/", "objects in the bucket, uploaded by an artifacts replica",
             "the run is a row in PostgreSQL"),

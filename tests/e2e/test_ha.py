@@ -25,6 +25,7 @@ from mlflowkit.docker import run
 from mlflowkit.errors import KitError
 from mlflowkit.stack import Stack
 from mlflowkit.topology import HA
+from mlflowkit.validate import check_targets
 from tests.e2e.conftest import _log, seed_env
 
 pytestmark = pytest.mark.e2e
@@ -38,8 +39,8 @@ def stack(e2e_settings):
     seed_env(e2e_settings, HA)
     stack = Stack(HA, e2e_settings, log=_log)
     started = time.monotonic()
-    stack.up(auth=True)
-    print(f"\nha: up (auth, {len(stack.members())} containers) in {time.monotonic() - started:.0f} s")
+    stack.up(auth=True, metrics=True)
+    print(f"\nha: up (auth, metrics, {len(stack.members())} containers) in {time.monotonic() - started:.0f} s")
     yield stack
     stack.down(volumes=True)
 
@@ -255,6 +256,15 @@ def test_status_shows_every_replica_with_its_health_and_role(stack):
             assert member.role == f"{replicas.role} (lb: UP)" and member.state.health == "healthy", member
     assert members["lb"].role == "load balancer (TLS)" and members["pgbouncer"].role == "connection pooler"
     assert {m.state.health for m in members.values() if m.role != "one-shot"} == {"healthy"}
+
+
+def test_prometheus_scrapes_every_replica_through_the_admin(stack):
+    """The metrics profile on a replicated stack: one target per tracking and artifacts replica (Prometheus finds
+    them by DNS, as HAProxy does), each scraped with the admin's credentials and up."""
+    values = stack.env()
+    replicas = sum(int(values.get(r.variable) or r.default) for r in stack.topology.replicas)
+    assert replicas == 4
+    assert check_targets(stack, timeout=30) == replicas
 
 
 def test_a_plain_mlflow_client_validates_the_stacks_certificate(stack, tmp_path):

@@ -79,15 +79,16 @@ class Stack:
         """The stack's Compose project: its compose file, a user's override, and only the .env's values (plus
         what the CLI needs to find the engine) as the environment — nothing else of the caller's shell.
         ``with_metrics``: the metrics profile too (Prometheus). Its scrape targets are derived from the topology
-        and the .env's ports (a .env's own METRICS_TARGETS wins), a port variable missing from an older .env is
-        the declared default."""
+        and the .env's ports, then the stores it scrapes (a .env's own METRICS_TARGETS wins); a port variable
+        missing from an older .env is the declared default."""
         profiles = ((self.topology.serve_profile,) if with_serve else ()) + (
             (METRICS_PROFILE,) if with_metrics and self.topology.has_metrics else ())
         env_file = self.env_file if self.env_file.exists() else None
         values = self.env() if env_file is not None else {}
         if self.topology.has_metrics and env_file is not None:
             derived = {port.variable: str(port.default) for port in self.topology.ports}
-            derived["METRICS_TARGETS"] = ",".join(self.topology.metrics_targets(values))
+            derived["METRICS_TARGETS"] = ",".join(
+                self.topology.metrics_targets(values) + self.topology.store_metrics_targets)
             values = {**derived, **values}
         files = (self.compose_file, *self.settings.override_files(self.topology.name))
         return Compose(files=files, project=self.project, env_file=env_file, profiles=profiles,

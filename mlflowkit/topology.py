@@ -44,6 +44,21 @@ METRICS_SWITCH = "MLFLOW_METRICS"  # set in .env (`up --metrics`): the servers r
 SERVER_PORT = 5000
 
 
+@dataclass(frozen=True)
+class Scrape:
+    """A store that publishes Prometheus metrics inside the stack's network: the metrics profile scrapes it in a
+    job of its own (no credentials), and validation expects it up beside the MLflow servers."""
+
+    job: str  # the scrape job in stacks/common/metrics.yaml (it keeps this target of METRICS_TARGETS)
+    service: str
+    port: int  # the service's metrics port (its command in stacks/common says the same)
+
+
+# SeaweedFS of the S3 stacks (stacks/common/s3.yaml, `weed mini -metricsPort`): master, volume server, filer and S3
+# gateway in one process, one endpoint. PostgreSQL has none (it takes an exporter): not scraped.
+SEAWEEDFS_METRICS = Scrape("seaweedfs", "s3", 9327)
+
+
 class ArtifactMode(str, Enum):
     """How artifact bytes travel between client and store."""
 
@@ -150,6 +165,7 @@ class Topology:
     roles: tuple[tuple[str, str], ...] = ()  # (service, role) of the other services, for `mlflowkit status`
     patroni: Patroni | None = None  # a replicated PostgreSQL (Patroni + etcd)
     secrets: tuple[str, ...] = ()  # .env variables `mlflowkit up` generates beyond the backend's and S3's
+    scraped: tuple[Scrape, ...] = ()  # stores the metrics profile scrapes beside the MLflow servers
 
     @property
     def has_metrics(self) -> bool:
@@ -169,6 +185,11 @@ class Topology:
             number = values.get(own[0].variable) or str(own[0].default) if own else str(SERVER_PORT)
             targets.append(f"{service}:{number}")
         return tuple(targets)
+
+    @property
+    def store_metrics_targets(self) -> tuple[str, ...]:
+        """``host:port`` of each store Prometheus scrapes (:attr:`scraped`), inside the stack's network."""
+        return tuple(f"{s.service}:{s.port}" for s in self.scraped)
 
     @property
     def tls(self) -> bool:
@@ -308,6 +329,7 @@ POSTGRES_S3 = Topology(
     ports=(Port("MLFLOW_PORT", 5000, "mlflow", 5000), Port("SERVE_PORT", 5001, "serve", 5001),
            Port("S3_PORT", 8333, "s3", 8333), _metrics_port(5000)),
     checks=("artifact and model files are objects in the S3 bucket", "the run is a row in PostgreSQL"),
+    scraped=(SEAWEEDFS_METRICS,),
 )
 
 PROXIED = Topology(
@@ -325,6 +347,7 @@ PROXIED = Topology(
     checks=("the validation client runs with no S3 keys or endpoint (boto3 finds no credentials)",
             "artifact URIs are mlflow-artifacts:/", "objects in the bucket, uploaded by the server",
             "the run is a row in PostgreSQL"),
+    scraped=(SEAWEEDFS_METRICS,),
 )
 
 ARTIFACTS_ONLY = Topology(
@@ -343,6 +366,7 @@ ARTIFACTS_ONLY = Topology(
     checks=("the validation client runs with no S3 keys or endpoint (boto3 finds no credentials)",
             "tracking calls to the artifacts server are refused", "artifact URIs point at the artifacts server",
             "objects in the bucket, uploaded by the artifacts server", "the run is a row in PostgreSQL"),
+    scraped=(SEAWEEDFS_METRICS,),
 )
 
 HA = Topology(

@@ -278,17 +278,19 @@ REQUEST_COUNTER = "mlflow_http_request_total"  # prometheus-flask-exporter's cou
 SCRAPE_WAIT = 30.0  # seconds: Prometheus scrapes every 5 s (stacks/common/metrics.yaml)
 
 
-def target_problems(answer: dict, expected: tuple[str, ...] = (), replicas: int | None = None) -> list[str]:
+def target_problems(answer: dict, expected: tuple[str, ...] = (), replicas: int | None = None,
+                    stores: tuple[str, ...] = ()) -> list[str]:
     """Prometheus' ``/api/v1/targets`` answer: there is a target, each of ``expected`` (``host:port``, the
-    topology's servers) is one, there are ``replicas`` targets (a replicated topology: one per replica), and every
-    target is up."""
+    topology's servers) and of ``stores`` (the stores it scrapes, SeaweedFS) is one, there are ``replicas`` server
+    targets (a replicated topology: one per replica; the stores not counted), and every target is up."""
     targets = answer.get("data", {}).get("activeTargets", [])
     if not targets:
         return ["Prometheus has no active scrape target"]
-    instances = {t.get("labels", {}).get("instance") for t in targets}
-    missing = [f"{target} is not scraped" for target in expected if target not in instances]
-    if replicas is not None and len(targets) != replicas:
-        missing.append(f"Prometheus scrapes {len(targets)} server(s), the stack runs {replicas} replicas")
+    instances = [t.get("labels", {}).get("instance") for t in targets]
+    missing = [f"{target} is not scraped" for target in (*expected, *stores) if target not in instances]
+    servers = len([instance for instance in instances if instance not in stores])
+    if replicas is not None and servers != replicas:
+        missing.append(f"Prometheus scrapes {servers} server(s), the stack runs {replicas} replicas")
     return missing + [f"{t.get('scrapeUrl')} is {t.get('health')}: {t.get('lastError') or 'not scraped yet'}"
                       for t in targets if t.get("health") != "up"]
 
@@ -300,8 +302,9 @@ def query_value(answer: dict) -> float:
 
 
 def check_targets(stack: Stack, timeout: float) -> int:
-    """Every MLflow server of the stack is a Prometheus target, scraped and up; the number of targets. Waits
-    while a target has not been scraped yet (at most SCRAPE_WAIT); a target down is a KitError naming it."""
+    """Every MLflow server of the stack and every store it scrapes (SeaweedFS) is a Prometheus target, scraped
+    and up; the number of targets. Waits while a target has not been scraped yet (at most SCRAPE_WAIT); a target
+    down is a KitError naming it."""
     import requests
 
     # A replicated server is one name with several addresses (its replicas): counted, not named.
@@ -312,7 +315,7 @@ def check_targets(stack: Stack, timeout: float) -> int:
     while True:
         answer = requests.get(f"{stack.metrics_url()}/api/v1/targets", params={"state": "active"}, timeout=timeout)
         answer.raise_for_status()
-        problems = target_problems(answer.json(), expected, replicas)
+        problems = target_problems(answer.json(), expected, replicas, stack.topology.store_metrics_targets)
         pending = any(t.get("health") == "unknown" for t in answer.json()["data"]["activeTargets"])
         if not problems or not pending or time.monotonic() > deadline:
             break
@@ -324,8 +327,9 @@ def check_targets(stack: Stack, timeout: float) -> int:
 
 
 def step_metrics(s: _State) -> str:
-    """With the `metrics` profile: every MLflow server is a target and up, and the servers' request counter
-    moves when the client makes requests (read back through Prometheus, on its published port)."""
+    """With the `metrics` profile: every MLflow server (and the stores scraped, SeaweedFS) is a target and up,
+    and the servers' request counter moves when the client makes requests (read back through Prometheus, on its
+    published port)."""
     import requests
 
     timeout = s.client.connection.timeout

@@ -1,4 +1,5 @@
-"""The `metrics` profile (issue 16): Prometheus scrapes every MLflow server of a stack; validation proves it.
+"""The `metrics` profile (issue 16): Prometheus scrapes every MLflow server of a stack and its SeaweedFS;
+validation proves it.
 
 One stack, proxied with --auth (so Prometheus must authenticate to /metrics) and two uvicorn workers (so the
 counter is the sum of both workers' files in the server's multiprocess directory), brought up with --metrics.
@@ -35,18 +36,21 @@ def test_metrics_profile_scrapes_every_server_and_a_stopped_one_fails_the_step(m
     names = [s.name for s in report.steps]
     assert names == [name for name, _ in steps_for(stack, ui=False)] and "metrics" in names
     metrics = next(s for s in report.steps if s.name == "metrics")
-    assert metrics.detail.startswith("1 target(s) up"), metrics.detail
+    assert metrics.detail.startswith("2 target(s) up"), metrics.detail  # the tracking server and SeaweedFS
+    seaweedfs = requests.get(f"{stack.metrics_url()}/api/v1/query", params={"query": 'up{job="seaweedfs"}'},
+                             timeout=10).json()["data"]["result"]
+    assert [(r["metric"]["instance"], r["value"][1]) for r in seaweedfs] == [("s3:9327", "1")], seaweedfs
 
-    # A server down: the step's check of the targets fails and names it (once Prometheus has scraped it again).
-    stack.compose().call("stop", "mlflow")
-    deadline = time.monotonic() + 60
-    while True:
+    # A server and SeaweedFS down: the step's check of the targets fails and names both (once Prometheus has
+    # scraped each again).
+    stack.compose().call("stop", "mlflow", "s3")
+    down = ("http://mlflow:5000/metrics is down", "http://s3:9327/metrics is down")
+    deadline, detail = time.monotonic() + 60, ""
+    while not all(target in detail for target in down):
+        assert time.monotonic() < deadline, f"mlflow and s3 not seen down 60 s after they stopped: {detail}"
+        time.sleep(1)
         try:
             check_targets(stack, timeout=10)
         except KitError as exc:
             detail = str(exc)
-            break
-        assert time.monotonic() < deadline, "Prometheus still saw mlflow up 60 s after it stopped"
-        time.sleep(1)
-    assert "http://mlflow:5000/metrics is down" in detail, detail
     assert "Hint:" in detail and "mlflowkit status proxied" in detail, detail

@@ -72,8 +72,52 @@ def test_compose_gets_the_targets_from_the_env_and_the_profile_only_when_asked(t
     stack.env_file.parent.mkdir(parents=True)
     stack.env_file.write_text("ARTIFACTS_PORT=6123\nMLFLOW_PORT=6120\n")
     plain, metrics = stack.compose(), stack.compose(with_metrics=True)
-    assert plain.env["METRICS_TARGETS"] == "artifacts:6123,mlflow:5000"
+    assert plain.env["METRICS_TARGETS"] == "artifacts:6123,mlflow:5000,s3:9327"
     assert plain.env["PROMETHEUS_PORT"] == "5059" and plain.env["MLFLOW_PORT"] == "6120"
     assert "metrics" not in plain.profiles and "metrics" in metrics.profiles
     local = Stack(TOPOLOGIES["file"], Settings(home=str(tmp_path)))
     assert local.compose(with_metrics=True).profiles == ()  # file and sqlite have no metrics profile
+
+
+def test_seaweedfs_is_a_target_of_every_s3_stack_with_metrics_and_counts_as_no_replica():
+    scraping = [t for t in TOPOLOGIES.values() if t.scraped]  # declared per topology (the one-node SeaweedFS)
+    assert scraping and all(t.has_metrics and t.store_metrics_targets == ("s3:9327",) for t in scraping)
+    assert all(t.uses_s3 for t in scraping)  # a local store publishes no metrics
+    answer = targets("up", "up")
+    for target, instance in zip(answer["data"]["activeTargets"], ("mlflow:5000", "s3:9327"), strict=True):
+        target["labels"] = {"instance": instance}
+    assert validate.target_problems(answer, ("mlflow:5000",), stores=("s3:9327",)) == []
+    assert validate.target_problems(answer, ("mlflow:5000",), replicas=1, stores=("s3:9327",)) == []
+    answer["data"]["activeTargets"].pop()
+    assert validate.target_problems(answer, ("mlflow:5000",), stores=("s3:9327",)) == ["s3:9327 is not scraped"]
+
+
+def test_the_s3_command_and_the_seaweedfs_job_carry_the_declared_target():
+    """The fact is written three times (the topology's declaration, the s3 service's command, the scrape jobs'
+    split of METRICS_TARGETS): held equal here. The MLflow job leaves SeaweedFS to its own job (no credentials)."""
+    import yaml
+
+    from tests.unit.test_topology import effective
+
+    for t in TOPOLOGIES.values():
+        for scrape in t.scraped:
+            stack = effective(t.name, metrics=True)
+            assert f"-metricsPort={scrape.port}" in stack["services"][scrape.service]["command"], t.name
+            jobs = {job["job_name"]: job for job in yaml.safe_load(
+                stack["configs"]["prometheus-config"]["content"])["scrape_configs"]}
+            relabel = {name: [(r["regex"], r["action"]) for r in job.get("relabel_configs", [])]
+                       for name, job in jobs.items()}
+            target = f"{scrape.service}:{scrape.port}"
+            assert relabel[scrape.job] == [(target, "keep")] and (target, "drop") in relabel["mlflow"], t.name
+            assert "basic_auth" not in jobs[scrape.job] and "basic_auth" in jobs["mlflow"]
+
+
+def test_compose_gets_the_stores_in_the_targets_and_none_where_nothing_is_scraped(tmp_path):
+    from mlflowkit.settings import Settings
+    from mlflowkit.stack import Stack
+
+    for name, expected in (("proxied", "mlflow:5000,s3:9327"), ("server-file", "mlflow:5000")):
+        stack = Stack(TOPOLOGIES[name], Settings(home=str(tmp_path)))
+        stack.env_file.parent.mkdir(parents=True, exist_ok=True)
+        stack.env_file.write_text("MLFLOW_PORT=6120\n")
+        assert stack.compose(with_metrics=True).env["METRICS_TARGETS"] == expected, name

@@ -66,7 +66,12 @@ def crash(container_id: str) -> None:
     pid = int(run(["docker", "inspect", "--format", "{{.State.Pid}}", container_id], timeout=30).stdout)
     if pid <= 0:
         raise KitError(f"container {container_id} is not running", hint="start it before crashing it.")
-    os.kill(pid, signal.SIGKILL)
+    try:
+        os.kill(pid, signal.SIGKILL)
+    except PermissionError:
+        raise KitError(f"may not signal process {pid} of container {container_id}",
+                       hint="crashing a container's process takes root (or the user it runs as) on the engine's "
+                            "host.") from None
 
 
 def kill(container_id: str) -> None:

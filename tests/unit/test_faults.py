@@ -105,6 +105,15 @@ def test_crash_sigkills_the_main_process_and_refuses_a_stopped_container(monkeyp
         faults.crash("abc")
     assert len(killed) == 1
 
+    def refused(pid, sig):
+        raise PermissionError(1, "Operation not permitted")
+
+    monkeypatch.setattr(faults.os, "kill", refused)
+    docker(monkeypatch, "77\n")
+    with pytest.raises(KitError, match="may not signal process 77 of container abc") as info:
+        faults.crash("abc")
+    assert "root" in info.value.hint
+
 
 def test_kill_stop_start_are_the_docker_commands(monkeypatch):
     calls = docker(monkeypatch, "", "", "")

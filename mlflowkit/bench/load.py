@@ -9,6 +9,12 @@ container (``python - …`` with this file on stdin). ``--procs N`` forks N work
     invoke    URL --body JSON --duration S               POST /invocations as fast as it can
     s3        ENDPOINT BUCKET --size BYTES --count N     boto3 upload_file/download_file (the artifacts limit)
     artifacts EXPERIMENT_ID --size BYTES --count N       mlflow log_artifact/download_artifacts via MLFLOW_* env
+    downloads EXPERIMENT_ID --size BYTES --count N --duration S
+                                                         N files logged, then downloaded in turn as fast as it can
+
+For a fault under load (the bench's recovery section): ``--timeline 1`` keeps every call's (start, end, ok) in
+epoch seconds, ``--ready-file`` is created once the first call succeeded, and the run ends early once
+``--stop-file`` exists.
 """
 
 from __future__ import annotations
@@ -17,6 +23,7 @@ import argparse
 import json
 import multiprocessing
 import os
+import shutil
 import statistics
 import sys
 import tempfile
@@ -45,6 +52,23 @@ def _wait_until(start_at: float) -> None:
         time.sleep(delay)
 
 
+def _going(args: argparse.Namespace, begin: float, calls: int) -> bool:
+    """The loop goes on: within its duration and call budget, and not told to stop."""
+    if time.monotonic() - begin >= args.duration or calls >= args.max_calls:
+        return False
+    return not (args.stop_file and os.path.exists(args.stop_file))
+
+
+def _record(args: argparse.Namespace, timeline: list, started: float, ok: bool) -> None:
+    """A call's (start, end, ok) in epoch seconds when asked to (--timeline); the first success makes the ready
+    file (the load flows)."""
+    if args.timeline:
+        timeline.append((round(started, 4), round(time.time(), 4), ok))
+    if ok and args.ready_file and not os.path.exists(args.ready_file):
+        with open(args.ready_file, "a"):
+            pass
+
+
 # --- workers: each returns a dict of counts, latencies (s), errors ------------------------------------------
 
 def tracking(args: argparse.Namespace, index: int) -> dict:
@@ -54,23 +78,25 @@ def tracking(args: argparse.Namespace, index: int) -> dict:
     client = MlflowClient(tracking_uri=args.target)
     run_id = client.create_run(args.experiment, run_name=f"bench-{args.batch}x{args.procs}-{index}").info.run_id
     rows, errors, latencies, step = 0, 0, [], 0
+    timeline: list[tuple[float, float, bool]] = []
     _wait_until(args.start_at)
     begin = time.monotonic()
-    deadline = begin + args.duration
-    while time.monotonic() < deadline and step < args.max_calls:
+    while _going(args, begin, step):
         now_ms = int(time.time() * 1000)
         metrics = [Metric(f"m{i}", float(step), now_ms, step) for i in range(args.batch)]
-        started = time.monotonic()
+        started, wall = time.monotonic(), time.time()
         try:
             client.log_batch(run_id, metrics=metrics)
             rows += args.batch
             latencies.append(time.monotonic() - started)
+            _record(args, timeline, wall, True)
         except Exception as exc:  # counted and reported, the loop goes on
             errors += 1
             _remember(args, exc)
+            _record(args, timeline, wall, False)
         step += 1
     return {"rows": rows, "calls": step, "errors": errors, "seconds": time.monotonic() - begin,
-            "latencies": latencies, "run_id": run_id}
+            "latencies": latencies, "run_id": run_id, "timeline": timeline}
 
 
 def http(args: argparse.Namespace, index: int) -> dict:
@@ -131,6 +157,44 @@ def artifacts(args: argparse.Namespace, index: int) -> dict:
                                                                  os.path.dirname(path)))
 
 
+def downloads(args: argparse.Namespace, index: int) -> dict:
+    """``count`` files of ``size`` bytes logged to a new run, then downloaded in turn, as fast as it can, until
+    the duration ends (each download checked for its size)."""
+    from mlflow.tracking import MlflowClient
+
+    client = MlflowClient()
+    run_id = client.create_run(args.target, run_name=f"bench-downloads-{index}").info.run_id
+    latencies, errors, calls = [], 0, 0
+    timeline: list[tuple[float, float, bool]] = []
+    with tempfile.TemporaryDirectory() as scratch:
+        source = os.path.join(scratch, "blob.bin")
+        with open(source, "wb") as handle:
+            handle.write(os.urandom(args.size))
+        for n in range(args.count):
+            client.log_artifact(run_id, source, f"bench/{n}")
+        _wait_until(args.start_at)
+        begin = time.monotonic()
+        while _going(args, begin, calls):
+            target = os.path.join(scratch, f"out-{calls}")
+            os.makedirs(target)
+            started, wall = time.monotonic(), time.time()
+            try:
+                got = client.download_artifacts(run_id, f"bench/{calls % args.count}/blob.bin", target)
+                if os.path.getsize(got) != args.size:
+                    raise OSError(f"downloaded {os.path.getsize(got)} bytes, not {args.size}")
+                latencies.append(time.monotonic() - started)
+                _record(args, timeline, wall, True)
+            except Exception as exc:
+                errors += 1
+                _remember(args, exc)
+                _record(args, timeline, wall, False)
+            finally:
+                shutil.rmtree(target, ignore_errors=True)
+            calls += 1
+    return {"calls": calls, "errors": errors, "latencies": latencies, "seconds": time.monotonic() - begin,
+            "timeline": timeline}
+
+
 def _transfer(args: argparse.Namespace, index: int, upload, download) -> dict:
     """``count`` uploads then ``count`` downloads of one random file of ``size`` bytes; timed per call."""
     up, down, errors = [], [], 0
@@ -179,7 +243,8 @@ def _remember(args: argparse.Namespace, exc: BaseException) -> None:
 
 # --- fan-out and output -----------------------------------------------------------------------------------
 
-WORKERS = {"tracking": tracking, "http": http, "invoke": invoke, "s3": s3, "artifacts": artifacts}
+WORKERS = {"tracking": tracking, "http": http, "invoke": invoke, "s3": s3, "artifacts": artifacts,
+           "downloads": downloads}
 
 
 def _child(args: argparse.Namespace, index: int, queue) -> None:
@@ -198,7 +263,7 @@ def run(args: argparse.Namespace) -> dict:
     """
     if args.target.startswith("env:"):  # e.g. env:MLFLOW_BACKEND_STORE_URI inside the server's container
         args.target = os.environ[args.target[4:]]
-    if args.kind in ("tracking", "artifacts"):
+    if args.kind in ("tracking", "artifacts", "downloads"):
         import mlflow.tracking  # noqa: F401
     if not args.start_at:
         args.start_at = time.time() + 0.5
@@ -222,7 +287,11 @@ def run(args: argparse.Namespace) -> dict:
     for key in ("latencies", "upload", "download"):
         if key in results[0]:
             values = [v for r in results for v in r[key]]
-            merged[key] = {**_summary(values), "count": len(values), "total_s": round(sum(values), 6)}
+            # slowest_s: the worker that took longest over its calls (all bytes / this = aggregate throughput)
+            merged[key] = {**_summary(values), "count": len(values), "total_s": round(sum(values), 6),
+                           "slowest_s": round(max(sum(r[key]) for r in results), 6)}
+    if args.timeline:
+        merged["timeline"] = sorted(call for r in results for call in r.get("timeline", []))
     if "size" in results[0]:
         merged["size"] = results[0]["size"]
     if "rows" in results[0]:
@@ -248,6 +317,9 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--fresh", type=int, default=0, help="http: 1 opens a new connection per request")
     p.add_argument("--start-at", type=float, default=0.0, help="epoch seconds at which every worker starts")
     p.add_argument("--timeout", type=float, default=600.0, help="the whole run, start-up included")
+    p.add_argument("--timeline", type=int, default=0, help="1: every call's (start, end, ok) in the result")
+    p.add_argument("--ready-file", default="", help="created once a call has succeeded")
+    p.add_argument("--stop-file", default="", help="the run ends once this file exists")
     return p
 
 

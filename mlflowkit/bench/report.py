@@ -16,6 +16,8 @@ SECTIONS = {
     "serving": "Serving: /invocations",
     "footprint": "Footprint",
     "tuning": "Server defaults vs the kit's (postgres-s3)",
+    "replicas": "Replicated topologies: N replicas of each pool vs 1 (ratio: N over 1)",
+    "recovery": "Recovery from faults under load, clients without retries",
 }
 HIGHER_IS_BETTER = {"rows/s", "MB/s", "req/s"}
 

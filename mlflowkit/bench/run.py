@@ -2,7 +2,9 @@
 
 Per topology: boot from fresh volumes (with its phases), idle memory, tracking throughput (once per backend),
 artifact transfers (S3 topologies), the per-request floor (server topologies); then serving and the
-defaults-vs-kit server settings once. Each figure carries the limit it is compared to, measured in the same run.
+defaults-vs-kit server settings once; for a replicated topology one replica vs N, and the time to recover from
+each fault (:mod:`mlflowkit.bench.replicated`). Each figure carries the limit it is compared to, measured in the
+same run.
 Load generators are separate processes (:mod:`mlflowkit.bench.load`); traffic goes only to 127.0.0.1.
 """
 
@@ -17,13 +19,14 @@ import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import asdict, dataclass, replace
 from datetime import datetime, timezone
 from pathlib import Path
 
 from mlflowkit import envfile, images
-from mlflowkit.bench import load
+from mlflowkit.bench import load, replicated
 from mlflowkit.bench.report import Figure
 from mlflowkit.docker import check_engine, run
 from mlflowkit.errors import KitError
@@ -51,12 +54,19 @@ class Sizes:
     floor_count: int = 300
     serve_workers: tuple[int, ...] = (1, 2)
     tuning: bool = True  # MLflow's default server settings vs the kit's
+    # Replicated topologies: each of max(concurrency) clients moves pool_count files of pool_bytes (1 vs N
+    # replicas); faults: the recovery section, its download load pool_files of download_bytes per client.
+    pool_bytes: int = 8 * MIB
+    pool_count: int = 4
+    faults: bool = True
+    download_bytes: int = 256 * 1024
+    download_files: int = 40
 
 
 FULL = Sizes()
 QUICK = Sizes(duration=1.0, batches=(10,), concurrency=(1, 2), large_bytes=MIB, huge_bytes=0, large_count=1,
               small_count=3,
-              floor_count=20, serve_workers=(1,), tuning=False)
+              floor_count=20, serve_workers=(1,), tuning=False, pool_bytes=MIB, pool_count=1, faults=False)
 
 # The server settings compared by the tuning section, as .env values (None: the compose file's default).
 # MLflow's default is 4 uvicorn workers; the kit's compose files run 1 (MLFLOW_WORKERS). uvicorn's multi-worker
@@ -75,7 +85,9 @@ class Bench:
         self.sizes = sizes
         self.log = log
         self.scratch = Path(tempfile.mkdtemp(prefix="mlflowkit-bench-"))
-        self.settings = replace(settings, project_prefix="mlflowkit-bench", home=str(self.scratch))
+        # Projects <prefix>-bench-<topology> (mlflowkit-bench-… by default): never a user's stack, and two runs
+        # with their own MLFLOWKIT_PROJECT_PREFIX never take down each other's.
+        self.settings = replace(settings, project_prefix=f"{settings.project_prefix}-bench", home=str(self.scratch))
         self.figures: list[Figure] = []
         self._backends_done: set[Backend] = set()
         self._hello_p50: dict[int, float] | None = None
@@ -105,10 +117,13 @@ class Bench:
                     if not self._served and topology.has_tracking_server:
                         self.serving(stack)
                         self._served = True
-                    # Server settings, once a run: on the first topology whose server runs on PostgreSQL.
-                    if self.sizes.tuning and not self._tuned and topology.backend is Backend.POSTGRESQL:
+                    # Server settings, once a run: on the first single-server topology on PostgreSQL.
+                    if (self.sizes.tuning and not self._tuned and topology.backend is Backend.POSTGRESQL
+                            and not topology.replicas):
                         self.tuning(stack)
                         self._tuned = True
+                    if topology.replicas:
+                        replicated.replicas(self, stack)
                 finally:
                     if stack.states() or stack.volumes():
                         stack.down(volumes=True)
@@ -151,11 +166,11 @@ class Bench:
 
     def tracking(self, stack: Stack) -> None:
         name, conn = stack.topology.name, stack.connection()
-        experiment = _experiment(conn, "bench-tracking")
+        experiment = experiment_id(conn, "bench-tracking")
         for batch in self.sizes.batches:
             for procs in self.sizes.concurrency:
                 case = f"batch {batch}, {procs} client{'s' if procs > 1 else ''}"
-                measured = self._load("tracking", conn.tracking_uri, experiment, env=conn.environ(),
+                measured = self.load("tracking", conn.tracking_uri, experiment, env=conn.environ(),
                                       batch=batch, procs=procs, duration=self.sizes.duration)
                 limit = self._store_limit(stack, experiment, batch, procs)
                 self.add("tracking", name, case, measured["rows"] / measured["seconds"], "rows/s",
@@ -172,7 +187,7 @@ class Bench:
         args = dict(batch=batch, procs=procs, duration=self.sizes.duration)
         if topology.backend is Backend.FILE:
             uri = topology.backend.local_uri(stack.env()["MLFLOW_DATA_DIR"])
-            result = self._load("tracking", uri, experiment, env={"MLFLOW_ALLOW_FILE_STORE": "true"}, **args)
+            result = self.load("tracking", uri, experiment, env={"MLFLOW_ALLOW_FILE_STORE": "true"}, **args)
         else:
             result = self._load_in(stack, "mlflow", "tracking", "env:MLFLOW_BACKEND_STORE_URI", experiment, **args)
         return result["rows"] / result["seconds"]
@@ -183,12 +198,12 @@ class Bench:
         count = self.sizes.floor_count
         if self._hello_p50 is None:
             url = self._start_hello()
-            self._hello_p50 = {fresh: self._load("http", url, count=count, fresh=fresh)["latencies"]["p50_ms"]
+            self._hello_p50 = {fresh: self.load("http", url, count=count, fresh=fresh)["latencies"]["p50_ms"]
                                for fresh in (0, 1)}
         ca = stack.ca_path()  # an https stack (ha): its own CA, as its clients have it
         env = {"REQUESTS_CA_BUNDLE": str(ca)} if ca else None
         for fresh, label in ((0, "kept-alive connection"), (1, "new connection each")):
-            result = self._load("http", f"{stack.ui_url()}/health", env=env, count=count, fresh=fresh)
+            result = self.load("http", f"{stack.ui_url()}/health", env=env, count=count, fresh=fresh)
             self.add("floor", stack.topology.name, f"GET /health p50, {label}", result["latencies"]["p50_ms"],
                      "ms", limit=self._hello_p50[fresh], limit_name="bare ASGI hello-world")
 
@@ -196,11 +211,11 @@ class Bench:
 
     def artifacts(self, stack: Stack) -> None:
         topology, conn = stack.topology, stack.connection()
-        experiment = _experiment(conn, "bench-artifacts")
+        experiment = experiment_id(conn, "bench-artifacts")
         env, sizes = conn.environ(), self.sizes
         # Small files first: they also warm each path's one-time costs (connections, a server's first
         # /server-info), which a single large transfer would otherwise count as throughput.
-        small = self._load("artifacts", experiment, env=env, size=4096, count=sizes.small_count)
+        small = self.load("artifacts", experiment, env=env, size=4096, count=sizes.small_count)
         for direction in ("upload", "download"):
             self.add("artifacts", topology.name, f"4 KiB {direction}, one file per call", _mbps(small, direction),
                      "MB/s", extra={"errors": small["errors"]})
@@ -210,12 +225,12 @@ class Bench:
         for size in (sizes.large_bytes, sizes.huge_bytes):
             if not size:
                 continue
-            label = _size_label(size)
+            label = size_label(size)
             if not _disk_allows(size):
                 self.add("artifacts", topology.name, f"{label} upload and download", None, "MB/s",
                          note=f"skipped: needs {4 * size // MIB:,} MiB free in /tmp and the engine's disk")
                 continue
-            large = self._load("artifacts", experiment, env=env, size=size, count=sizes.large_count)
+            large = self.load("artifacts", experiment, env=env, size=size, count=sizes.large_count)
             limit = self._s3_limit(stack, size, sizes.large_count)
             for direction in ("upload", "download"):
                 self.add("artifacts", topology.name, f"{label} {direction}", _mbps(large, direction), "MB/s",
@@ -230,19 +245,19 @@ class Bench:
         """"Multipart on": MLflow's presigned multipart upload through the proxy. The kit's proxied stack
         switches it off (clients cannot reach its S3); a bench-only override (proxied-multipart.yaml) makes S3
         reachable at one URL for server and client, and the client opts in as MLflow requires."""
-        _set_env(stack, BENCH_S3_PORT=str(free_port()))
+        set_env(stack, BENCH_S3_PORT=str(free_port()))
         variant = replace(stack.compose(), files=(stack.compose_file, MULTIPART_OVERRIDE))
         self.log("bench: proxied with presigned multipart uploads (bench-only override)")
         variant.up(timeout=self.settings.up_timeout, progress=False)
         conn, values, sizes = stack.connection(), stack.env(), self.sizes
         env = {**conn.environ(), "MLFLOW_ENABLE_PROXY_MULTIPART_UPLOAD": "true",
                "MLFLOW_MULTIPART_UPLOAD_MINIMUM_FILE_SIZE": str(min(sizes.large_bytes, 5 * MIB))}
-        experiment = _experiment(conn, "bench-artifacts-multipart")
-        measured = self._load("artifacts", experiment, env=env, size=sizes.large_bytes, count=sizes.large_count)
+        experiment = experiment_id(conn, "bench-artifacts-multipart")
+        measured = self.load("artifacts", experiment, env=env, size=sizes.large_bytes, count=sizes.large_count)
         keys = {key: values[key] for key in ("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY")}
-        limit = self._load("s3", f"http://127.0.0.1:{values['BENCH_S3_PORT']}", values.get("S3_BUCKET", "mlflow"),
+        limit = self.load("s3", f"http://127.0.0.1:{values['BENCH_S3_PORT']}", values.get("S3_BUCKET", "mlflow"),
                            env=keys, size=sizes.large_bytes, count=sizes.large_count)
-        self.add("artifacts", stack.topology.name, f"{_size_label(sizes.large_bytes)} upload, multipart on",
+        self.add("artifacts", stack.topology.name, f"{size_label(sizes.large_bytes)} upload, multipart on",
                  _mbps(measured, "upload"), "MB/s", limit=_mbps(limit, "upload"),
                  limit_name="boto3 straight to S3", extra={"errors": measured["errors"]},
                  note="bench-only variant: parts go from the client straight to S3 by presigned URL")
@@ -254,7 +269,7 @@ class Bench:
         bucket = values.get("S3_BUCKET", "mlflow")
         if stack.topology.client_needs_s3_credentials:
             conn = stack.connection()
-            return self._load("s3", str(conn.s3_endpoint_url), bucket, env=conn.environ(), size=size, count=count)
+            return self.load("s3", str(conn.s3_endpoint_url), bucket, env=conn.environ(), size=size, count=count)
         service = "artifacts" if stack.topology.artifact_mode is ArtifactMode.ARTIFACTS_SERVER else "mlflow"
         return self._load_in(stack, service, "s3", "env:MLFLOW_S3_ENDPOINT_URL", bucket, size=size, count=count)
 
@@ -269,13 +284,13 @@ class Bench:
         for workers in self.sizes.serve_workers:
             with serve_local(uri, conn, workers=workers, timeout=self.settings.up_timeout) as served:
                 url = f"{served.url}/invocations"
-                single = self._load("invoke", url, body=body, procs=1, duration=self.sizes.duration)
+                single = self.load("invoke", url, body=body, procs=1, duration=self.sizes.duration)
                 for quantile in ("p50", "p99"):
                     self.add("serving", "any", f"1 row, 1 client, {workers} worker(s), {quantile}",
                              single["latencies"][f"{quantile}_ms"], "ms", limit=predict_s * 1000,
                              limit_name="in-process predict p50", extra={"errors": single["errors"]})
                 procs = max(self.sizes.concurrency)
-                saturated = self._load("invoke", url, body=body, procs=procs, duration=self.sizes.duration)
+                saturated = self.load("invoke", url, body=body, procs=procs, duration=self.sizes.duration)
                 self.add("serving", "any", f"{procs} clients, {workers} worker(s)",
                          (saturated["calls"] - saturated["errors"]) / saturated["seconds"], "req/s",
                          limit=1 / predict_s, limit_name="in-process predicts/s, 1 core",
@@ -300,13 +315,13 @@ class Bench:
     def tuning(self, stack: Stack) -> None:
         """The tracking benchmark with MLflow's default server settings and with the kit's, side by side."""
         conn = stack.connection()
-        experiment = _experiment(conn, "bench-tuning")
+        experiment = experiment_id(conn, "bench-tuning")
         try:
             for label, values in TUNING.items():
-                _set_env(stack, **values)
+                set_env(stack, **values)
                 stack.up()  # recreates the server with the new command
                 for procs in (1, max(self.sizes.concurrency)):
-                    result = self._load("tracking", conn.tracking_uri, experiment, env=conn.environ(), batch=10,
+                    result = self.load("tracking", conn.tracking_uri, experiment, env=conn.environ(), batch=10,
                                         procs=procs, duration=self.sizes.duration)
                     self.add("tuning", stack.topology.name, f"{label}, batch 10, {procs} clients",
                              result["rows"] / result["seconds"], "rows/s",
@@ -314,11 +329,11 @@ class Bench:
                 self.add("tuning", stack.topology.name, f"{label}, server memory",
                          _memory_mb(stack.project, service="mlflow"), "MB")
         finally:
-            _set_env(stack, MLFLOW_WORKERS=None)
+            set_env(stack, MLFLOW_WORKERS=None)
 
     # --- load generators ------------------------------------------------------------------------------
 
-    def _load(self, kind: str, *target: str, env: dict | None = None, **options) -> dict:
+    def load(self, kind: str, *target: str, env: dict | None = None, **options) -> dict:
         argv = [sys.executable, "-m", "mlflowkit.bench.load", kind, *target, *_options(options)]
         timeout = options.get("duration", 0) + 300
         try:
@@ -328,12 +343,45 @@ class Bench:
             raise KitError(f"bench: {kind} load generator outlived {timeout:.0f} s") from None
         return _result(kind, proc.returncode, proc.stdout, proc.stderr)
 
+    @contextmanager
+    def background(self, kind: str, *target: str, env: dict, **options) -> Iterator[dict]:
+        """A load generator running through the block, which begins once one of its calls has succeeded (and
+        two seconds more); it stops when the block ends, and its result, every call's (start, end, ok) in
+        ``timeline``, fills the yielded dict."""
+        marker = self.scratch / f"load-{time.time_ns()}"
+        ready, stop = marker.with_suffix(".ready"), marker.with_suffix(".stop")
+        options = {**options, "timeline": 1, "ready_file": ready, "stop_file": stop}
+        argv = [sys.executable, "-m", "mlflowkit.bench.load", kind, *target, *_options(options)]
+        result: dict = {}
+        # Output to files: a pipe nobody reads during the block would stall a chatty generator.
+        with tempfile.TemporaryFile("w+") as out, tempfile.TemporaryFile("w+") as err:
+            proc = subprocess.Popen(argv, stdout=out, stderr=err, text=True, cwd=self.scratch,
+                                    env={**os.environ, **env})
+            try:
+                _wait_ready(ready, proc, timeout=120)
+                time.sleep(2)
+                yield result
+            finally:
+                stop.touch()
+                try:
+                    proc.wait(timeout=120)
+                except subprocess.TimeoutExpired:
+                    proc.kill()
+                    proc.wait(timeout=30)
+            out.seek(0)
+            err.seek(0)
+            result.update(_result(kind, proc.returncode, out.read(), err.read()))
+
     def _load_in(self, stack: Stack, service: str, kind: str, *target: str, **options) -> dict:
         """The load generator inside ``service``'s container (this file's script on stdin)."""
         timeout = options.get("duration", 0) + 300
         command = ["python", "-", kind, *target, *_options(options)]
         out = stack.compose().exec(service, command, timeout=timeout, input=LOAD_SCRIPT.read_text())
         return _result(kind, 0, out, "")
+
+    @property
+    def hello_name(self) -> str:
+        return f"{self.settings.project_prefix}-hello"
 
     def _start_hello(self) -> str:
         port = free_port()
@@ -344,7 +392,7 @@ class Bench:
                 "    await send({'type': 'http.response.start', 'status': 200, 'headers': []})\n"
                 "    await send({'type': 'http.response.body', 'body': b'OK'})\n"
                 "uvicorn.run(app, host='0.0.0.0', port=8000, log_level='warning')\n")
-        run(["docker", "run", "--detach", "--rm", "--name", "mlflowkit-bench-hello", "--label", "mlflowkit-bench=1",
+        run(["docker", "run", "--detach", "--rm", "--name", self.hello_name, "--label", "mlflowkit-bench=1",
              "--publish", f"127.0.0.1:{port}:8000", image, "python", "-c", code], timeout=60)
         url = f"http://127.0.0.1:{port}/"
         _wait_http(url, 60)
@@ -352,7 +400,7 @@ class Bench:
 
     def _stop_hello(self) -> None:
         if self._hello_p50 is not None:
-            run(["docker", "rm", "--force", "mlflowkit-bench-hello"], timeout=60)
+            run(["docker", "rm", "--force", self.hello_name], timeout=60)
 
 
 # --- helpers --------------------------------------------------------------------------------------------
@@ -381,7 +429,7 @@ def _mbps(result: dict, direction: str) -> float | None:
     return result["size"] * timing["count"] / timing["total_s"] / 1e6
 
 
-def _size_label(size: int) -> str:
+def size_label(size: int) -> str:
     if size >= 1024 * MIB:
         return f"{size / (1024 * MIB):g} GiB"
     return f"{size // MIB} MiB" if size >= MIB else f"{size // 1024} KiB"
@@ -413,7 +461,7 @@ def _disk_allows(size: int) -> bool:
     return disk_free() >= 4 * size
 
 
-def _experiment(conn, name: str) -> str:
+def experiment_id(conn, name: str) -> str:
     from mlflowkit.client import Client
 
     return Client(conn).experiment(name)
@@ -431,7 +479,7 @@ def _register_model(conn) -> tuple[str, dict, float]:
     model = LogisticRegression(max_iter=300).fit(data.data, data.target)
     row = data.data.head(1)
     with conn.activate():
-        experiment = _experiment(conn, "bench-serving")
+        experiment = experiment_id(conn, "bench-serving")
         with mlflow.start_run(experiment_id=experiment):
             info = mlflow.sklearn.log_model(model, name="model", input_example=row, registered_model_name="bench-iris",
                                             pip_requirements=["scikit-learn"])
@@ -453,10 +501,23 @@ def _seed_env(stack: Stack) -> None:
                    ports={port.variable: free_port() for port in stack.topology.ports})
 
 
-def _set_env(stack: Stack, **values: str | None) -> None:
+def set_env(stack: Stack, **values: str | None) -> None:
     """Set (or, for None, remove) keys of the stack's .env."""
     for key, value in values.items():
         envfile.set_value(stack.env_file, key, value)
+
+
+def _wait_ready(path: Path, proc: subprocess.Popen, timeout: float) -> None:
+    """Until the load generator says its load flows (``path`` exists); an error when it ends or takes too long."""
+    deadline = time.monotonic() + timeout
+    while not path.exists():
+        if proc.poll() is not None:
+            raise KitError(f"bench: the load generator ended (exit {proc.returncode}) before any call succeeded",
+                           hint="its first error is in the next run's log; is the stack up?")
+        if time.monotonic() > deadline:
+            raise KitError(f"bench: no call of the load succeeded within {timeout:.0f} s",
+                           hint="`mlflowkit status` shows the stack's state.")
+        time.sleep(0.2)
 
 
 def _wait_http(url: str, timeout: float) -> None:

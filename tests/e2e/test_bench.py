@@ -32,6 +32,6 @@ def test_quick_bench_measures_every_section_and_writes_its_report(e2e_settings, 
     # the bench leaves no stack of its own behind
     from mlflowkit.docker import run
 
-    project = "label=com.docker.compose.project=mlflowkit-bench-postgres-s3"
+    project = f"label=com.docker.compose.project={e2e_settings.project_prefix}-bench-postgres-s3"
     left = run(["docker", "ps", "--all", "--quiet", "--filter", project], timeout=30).stdout
     assert left.strip() == ""

@@ -15,4 +15,11 @@ if [ -n "${MLFLOW_AUTH_ADMIN_USERNAME:-}" ] && [ -f "${MLFLOW_AUTH_CONFIG_PATH:-
   } > "$config"
   export MLFLOW_AUTH_CONFIG_PATH="$config"
 fi
+# `--expose-prometheus /run/mlflow-metrics` sums one file per worker process there, so it must start empty: a
+# container restarted after a crash (`restart: unless-stopped`) keeps its files, and the dead processes' counts would
+# be added in. (A tmpfs would be empty, but Docker remounts it root-owned 0755 on a restart, and the server, not
+# root, could no longer write it: the crash test of the ha stack found that.)
+if [ -d /run/mlflow-metrics ]; then
+  find /run/mlflow-metrics -mindepth 1 -delete
+fi
 exec "$@"

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import multiprocessing
 import os
-import signal
 import subprocess
 import sys
 import time
@@ -20,7 +19,7 @@ from dataclasses import dataclass
 import pytest
 import requests
 
-from mlflowkit import images
+from mlflowkit import faults, images
 from mlflowkit.docker import run
 from mlflowkit.errors import KitError
 from mlflowkit.stack import Stack
@@ -191,37 +190,6 @@ def load(stack: Stack, label: str) -> Iterator[Running]:
                           stored_unacked=len(set(stored) - acked)))
 
 
-def container(stack: Stack, service: str, number: int = 1) -> str:
-    out = run(["docker", "ps", "--all", "--quiet", "--filter", f"label=com.docker.compose.project={stack.project}",
-               "--filter", f"label=com.docker.compose.service={service}",
-               "--filter", f"label=com.docker.compose.container-number={number}"], timeout=30).stdout.split()
-    assert len(out) == 1, f"expected one {service} #{number} container, found {out}"
-    return out[0]
-
-
-def crash(container_id: str) -> None:
-    """SIGKILL the container's main process from the host, as the OOM killer would (the restart policy then
-    brings it back; `docker kill` would count as a deliberate stop)."""
-    pid = int(run(["docker", "inspect", "--format", "{{.State.Pid}}", container_id], timeout=30).stdout)
-    assert pid > 0, f"container {container_id} is not running"
-    os.kill(pid, signal.SIGKILL)
-
-
-def restart_count(container_id: str) -> int:
-    return int(run(["docker", "inspect", "--format", "{{.RestartCount}}", container_id], timeout=30).stdout)
-
-
-def wait_in_pool(stack: Stack, name: str, timeout: float) -> float:
-    """Seconds until replica ``name`` ("mlflow #2") is healthy and the load balancer sends it requests."""
-    started = time.monotonic()
-    while time.monotonic() - started < timeout:
-        member = next((m for m in stack.members() if m.name == name), None)
-        if member and member.state.health == "healthy" and member.role.endswith(": UP)"):
-            return time.monotonic() - started
-        time.sleep(0.5)
-    raise AssertionError(f"{name} not back in the pool within {timeout:.0f} s: {stack.members()}")
-
-
 def retries(stack: Stack) -> dict[str, int]:
     """HAProxy's counters over the replicas' backends: requests retried, and sent to another replica."""
     out = stack.compose().exec("lb", ["curl", "-fsS", "http://127.0.0.1:8404/stats;csv"], timeout=30)
@@ -246,7 +214,7 @@ def check_downloads(stack: Stack, paths: list[str]) -> list[str]:
 
 
 def test_status_shows_every_replica_with_its_health_and_role(stack):
-    nodes = database_roles(stack, lambda roles: sorted(roles.values()) == ["leader", "sync replica"], 120)
+    nodes = faults.wait_roles(stack, faults.healthy_pair, 120)
     members = {m.name: m for m in stack.members()}
     for node, role in nodes.items():
         assert members[node].role == f"PostgreSQL node ({role})" and members[node].state.health == "healthy"
@@ -289,7 +257,7 @@ def test_a_user_made_through_one_replica_logs_in_through_another(stack):
     admin = f"{env['MLFLOW_AUTH_ADMIN_USERNAME']}:{env['MLFLOW_AUTH_ADMIN_PASSWORD']}"
 
     def curl(number: int, *args: str) -> str:
-        return run(["docker", "exec", container(stack, "mlflow", number), "curl", "-sS", "-o", "/dev/null", "-w",
+        return run(["docker", "exec", faults.container(stack, "mlflow", number), "curl", "-sS", "-o", "/dev/null", "-w",
                     "%{http_code}", "-H", "Host: lb:8443", *args], timeout=60).stdout
 
     made = curl(1, "-u", admin, "-X", "POST", "-H", "Content-Type: application/json",
@@ -307,14 +275,13 @@ def test_a_user_made_through_one_replica_logs_in_through_another(stack):
 
 def test_killed_tracking_replica_under_load_fails_no_call_and_loses_no_write(stack):
     before = retries(stack)
-    victim = container(stack, "mlflow", 1)
+    victim = faults.container(stack, "mlflow", 1)
     with load(stack, "kill") as outcome:
-        restarts = restart_count(victim)
-        crash(victim)
+        restarts = faults.restart_count(victim)
+        faults.crash(victim)
         killed = time.monotonic()
-        while restart_count(victim) == restarts and time.monotonic() - killed < 60:
-            time.sleep(0.2)
-        wait_in_pool(stack, "mlflow #1", 120)
+        faults.wait_restarted(victim, restarts, 60)
+        faults.wait_in_pool(stack, "mlflow #1", 120)
         back = time.monotonic() - killed
     result, after = outcome[0], retries(stack)
     print(f"\nkill a tracking replica: {WORKERS} clients {result.seconds:.0f} s, {result.acked} metric rows "
@@ -335,12 +302,12 @@ def test_rolling_restart_of_every_replica_under_load_fails_no_call(stack):
         for replicas in HA.replicas:
             for number in (1, 2):
                 name, started = f"{replicas.service} #{number}", time.monotonic()
-                target = container(stack, replicas.service, number)
-                run(["docker", "stop", "--time", "10", target], timeout=60)
-                out = wait_out_of_pool(stack, name, 30)
+                target = faults.container(stack, replicas.service, number)
+                faults.stop(target, grace=10)
+                out = faults.wait_out_of_pool(stack, name, 30)
                 assert out.state.state == "exited" and out.role.endswith("(lb: not in its pool)"), out
-                run(["docker", "start", target], timeout=60)
-                wait_in_pool(stack, name, 120)
+                faults.start(target)
+                faults.wait_in_pool(stack, name, 120)
                 timings.append(time.monotonic() - started)
     result = outcome[0]
     print(f"\nrolling restart of {len(timings)} replicas: {WORKERS} clients {result.seconds:.0f} s, "
@@ -350,22 +317,6 @@ def test_rolling_restart_of_every_replica_under_load_fails_no_call(stack):
     assert result.failures == []
     assert result.acked > 0 and result.stored == result.acked
     assert check_downloads(stack, result.uploads) == []
-
-
-def wait_out_of_pool(stack: Stack, name: str, timeout: float):
-    """The stopped replica ``name`` as `mlflowkit status` shows it once HAProxy has only the running replicas
-    (of every pool) left, each UP."""
-    deadline = time.monotonic() + timeout
-    replicated = {r.service for r in HA.replicas}
-    while time.monotonic() < deadline:
-        members = stack.members()
-        member = next(m for m in members if m.name == name)
-        running = sum(1 for m in members if m.name.split(" #")[0] in replicated and m.state.state == "running")
-        view = stack.balancer_view()
-        if member.state.state == "exited" and sorted(view.values()) == ["UP"] * running:
-            return member
-        time.sleep(0.5)
-    raise AssertionError(f"{name} still in the pool {timeout:.0f} s after its stop: {member}, {view}")
 
 
 def test_losing_one_s3_volume_server_loses_no_artifact_and_uploads_go_on(stack):
@@ -378,8 +329,10 @@ def test_losing_one_s3_volume_server_loses_no_artifact_and_uploads_go_on(stack):
             assert api.call(session, "PUT", f"/api/2.0/mlflow-artifacts/artifacts/{path}",
                             data=f"step {step} of {run_id}".encode()).status_code == 200
             before.append(path)
-    lost = container(stack, "s3-volume-2")
-    run(["docker", "kill", lost], timeout=60)  # a deliberate stop: it stays down for the test
+    volumes = faults.volume_servers(HA)
+    assert len(volumes) == 3, volumes  # every file on two of them: one may be lost
+    lost = faults.container(stack, volumes[1])
+    faults.kill(lost)  # a deliberate stop: it stays down for the test
     killed = time.monotonic()
     try:
         missing = check_downloads(stack, before)
@@ -393,23 +346,10 @@ def test_losing_one_s3_volume_server_loses_no_artifact_and_uploads_go_on(stack):
         seconds = time.monotonic() - killed
         readable = check_downloads(stack, [item.split(":")[0] for item in after])
     finally:
-        run(["docker", "start", lost], timeout=60)
+        faults.start(lost)
     print(f"\nlose an S3 volume server: {len(before) - len(missing)}/{len(before)} earlier artifacts downloaded, "
           f"{len(after)}/30 new uploads accepted ({len(failed)} refused), all within {seconds:.1f} s of the kill")
     assert missing == [] and failed == [] and readable == []
-
-
-def database_roles(stack: Stack, wanted, timeout: float) -> dict[str, str]:
-    """The PostgreSQL nodes' roles as `mlflowkit status` shows them (Patroni's view), once ``wanted(roles)``."""
-    assert HA.patroni is not None
-    nodes, deadline = HA.patroni.nodes, time.monotonic() + timeout
-    while True:
-        roles = {m.name: m.role.removeprefix("PostgreSQL node (").removesuffix(")") for m in stack.members()
-                 if m.name in nodes}
-        if wanted(roles):
-            return roles
-        assert time.monotonic() < deadline, f"PostgreSQL nodes not as wanted within {timeout:.0f} s: {roles}"
-        time.sleep(0.5)
 
 
 def test_killed_postgresql_leader_under_load_fails_over_and_loses_no_acknowledged_write(stack):
@@ -417,24 +357,24 @@ def test_killed_postgresql_leader_under_load_fails_over_and_loses_no_acknowledge
     in etcd expires, the synchronous replica is promoted, the router sends PgBouncer's new connections there.
     Calls cut by the failover fail (counted, not asserted: the clients do not retry); every acknowledged one is
     stored, once. Then the killed node is started and rejoins as a replica."""
-    roles = database_roles(stack, lambda roles: sorted(roles.values()) == ["leader", "sync replica"], 120)
-    leader = next(node for node, role in roles.items() if role == "leader")
+    roles = faults.wait_roles(stack, faults.healthy_pair, 120)
+    leader = faults.leader(roles)
     replica = next(node for node in roles if node != leader)
-    victim = container(stack, leader)
+    victim = faults.container(stack, leader)
     with load(stack, "failover") as outcome:
         at_kill = outcome.acknowledged
-        run(["docker", "kill", victim], timeout=60)
+        faults.kill(victim)
         killed = time.monotonic()
-        database_roles(stack, lambda roles: roles.get(replica) == "leader", 120)
+        faults.wait_roles(stack, lambda roles: roles.get(replica) == "leader", 120)
         promoted = time.monotonic() - killed
         # More calls acknowledged than were in flight at the kill (one per client): writes go on after it.
         while outcome.acknowledged <= at_kill + WORKERS:
             assert time.monotonic() - killed < 180, f"writes did not resume within 180 s of the kill ({at_kill})"
             time.sleep(0.2)
         resumed = time.monotonic() - killed
-        run(["docker", "start", victim], timeout=60)
+        faults.start(victim)
         started = time.monotonic()
-        rejoined = database_roles(stack, lambda roles: roles.get(leader) in ("replica", "sync replica"), 180)
+        rejoined = faults.wait_roles(stack, lambda roles: roles.get(leader) in ("replica", "sync replica"), 180)
         back = time.monotonic() - started
     result = outcome[0]
     print(f"\nkill the PostgreSQL leader ({leader}): {WORKERS} clients {result.seconds:.0f} s, {result.acked} metric "

@@ -173,3 +173,15 @@ def test_quick_runs_no_fault_and_one_replica_declared_measures_once(tmp_path, mo
     replicated.replicas(bench, stack)
     assert stack.ups == 0 and {f[0] for f in bench.figures} == {"replicas"} and len(bench.figures) == 3
     assert all(f[4] is None for f in bench.figures)
+
+
+def test_a_load_with_failed_calls_gives_no_ratio(tmp_path):
+    from mlflowkit.bench import replicated
+
+    bench = FakeBench(tmp_path)
+    good = {"procs": 8, "tracking": {"rows": 100, "seconds": 1.0, "errors": 0},
+            "transfers": bench.load("artifacts", size=1, count=1, procs=1)}
+    bad = {**good, "tracking": {"rows": 2, "seconds": 1.0, "errors": 4}}
+    replicated._add_pools(bench, FakeStack(tmp_path / ".env"), {HA.replicas[0]: 2}, good, bad)
+    limits = [f[4] for f in bench.figures if "2 tracking replicas" in f[1]]
+    assert limits == [None, 5e-07, 5e-07]  # tracking: none (errors); transfers: the 1-replica figure (1 B in 2 s)

@@ -169,7 +169,8 @@ def bench(
 ) -> None:
     """Measure topologies side by side: boot, tracking, artifacts, serving, footprint, server settings.
 
-    Runs its own stacks (project prefix mlflowkit-bench, free 127.0.0.1 ports, deleted afterwards); never yours.
+    Runs its own stacks (compose projects `<MLFLOWKIT_PROJECT_PREFIX>-bench-*`, `mlflowkit-bench-*` by default; free
+    127.0.0.1 ports, deleted afterwards); never yours.
     """
     from pathlib import Path
 

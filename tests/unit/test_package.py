@@ -16,7 +16,7 @@ ROOT = Path(__file__).resolve().parents[2]
 PACKAGE = ROOT / "mlflowkit"
 # The client library: what users import into their own code. It must work without the orchestration.
 CLIENT_LIBRARY = ("client.py", "serving.py")
-ORCHESTRATION = {"stack", "docker", "images", "validate", "cli", "bench", "envfile", "pytest_plugin"}
+ORCHESTRATION = {"stack", "docker", "images", "validate", "cli", "bench", "envfile", "pytest_plugin", "faults"}
 IMPORT_NAMES = {"scikit-learn": "sklearn", "python-dotenv": "dotenv", "PyYAML": "yaml"}
 
 

@@ -95,7 +95,7 @@ def pytest_configure(config: pytest.Config) -> None:
 
 
 def _parse_option(values: list[str]) -> list[str] | None:
-    """``["proxied,postgres-s3", "file"]`` -> the names, checked; ``[]`` -> None (not given)."""
+    """``["<name>,<name>", "<name>"]`` (comma-separated or repeated) -> the names, checked; ``[]`` -> None."""
     names = [name.strip() for value in values for name in value.split(",") if name.strip()]
     if not names:
         return None
@@ -135,8 +135,9 @@ def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
     marker_names = None
     if marker is not None:
         if not marker.args or not all(isinstance(name, str) for name in marker.args):
+            example = ", ".join(repr(name) for name in list(topologies.TOPOLOGIES)[:2])
             pytest.fail(f"{metafunc.definition.nodeid}: @pytest.mark.{MARKER}() needs topology names, e.g. "
-                        f"@pytest.mark.{MARKER}('proxied', 'postgres-s3').", pytrace=False)
+                        f"@pytest.mark.{MARKER}({example}).", pytrace=False)
         try:
             marker_names = _checked(list(marker.args), f"@pytest.mark.{MARKER} on {metafunc.definition.nodeid}")
         except ValueError as exc:

@@ -20,7 +20,9 @@ pytestmark = pytest.mark.e2e
 
 
 def test_the_load_balancer_serves_the_users_own_certificate(make_stack, e2e_settings, tmp_path):
-    settings = dataclasses.replace(e2e_settings, project_prefix=f"{e2e_settings.project_prefix}-owncert")
+    # Its own home: the run's shared one holds the kit CA an earlier ha test made, which `up` would rightly keep.
+    settings = dataclasses.replace(e2e_settings, project_prefix=f"{e2e_settings.project_prefix}-owncert",
+                                   home=str(tmp_path / "home"))
     stack = make_stack(HA, settings)
     # The user's CA and server certificate, made elsewhere (here by the kit's code in a scratch directory; what
     # makes them the user's is that TLS_DIR holds no CA key of the kit's).

@@ -37,6 +37,10 @@ from mlflowkit.topology import Backend
 Log = Callable[[str], None]
 IMAGE_VARIABLE = "MLFLOW_IMAGE"  # the stack's .env picks its MLflow image with it (stacks/common/images.yaml)
 LOCK_ARG = "MLFLOW_LOCK"  # the pins the mlflow image installs (stacks/images/compose.yaml, build arg)
+# The images of the kit's own MLflow (servers; serving), and the one that builds another version's: one full image
+# a stack on that version runs for everything (stacks/images/compose.yaml).
+KIT_SERVICES = ("mlflow", "mlflow-serving")
+OTHER_VERSION_SERVICE = "mlflow-serving"
 MIGRATE = "migrate"  # the one-shot that runs `mlflow db upgrade` (stacks/common/postgres.yaml)
 T = TypeVar("T")
 _PINNED = re.compile(r"^(requirements|mlflow-[^/]+)\.txt$")
@@ -117,8 +121,8 @@ def ensure_image(settings: Settings, version: str, log: Log) -> str:
     lock = lock_file(settings, version)
     image = image_for(settings, version)
     if version == default_version(settings):
-        if not image_exists(image):
-            images.build(settings, log, ["mlflow"])
+        if not all(image_exists(name) for name in images.names(settings, *KIT_SERVICES)):
+            images.build(settings, log, list(KIT_SERVICES))
         return image
     base = images.base_image(settings)
     images.ensure_base(base, log)
@@ -135,7 +139,7 @@ def ensure_image(settings: Settings, version: str, log: Log) -> str:
             progress.feed(line)
 
         try:
-            compose.build(["mlflow"], timeout=settings.build_timeout, on_line=on_line)
+            compose.build([OTHER_VERSION_SERVICE], timeout=settings.build_timeout, on_line=on_line)
         except CommandError as exc:
             raise KitError(f"building {image} failed after {progress.elapsed():.0f} s (exit {exc.returncode}).",
                            hint=f"the full log is {path}.", details=exc.stderr) from None
@@ -286,8 +290,11 @@ def run(plan: Plan, log: Log) -> Path:
         since = step(3, "stop", ", ".join(servers))
         stopped = [*servers, *([topology.serve_service] if serving else [])]
         _attempt("stop", lambda: stack.compose(with_serve=True).call("stop", *stopped))
-        _attempt("stop", lambda: envfile.set_value(stack.env_file, IMAGE_VARIABLE, image))
-        done(3, "stop", since, f"{IMAGE_VARIABLE}={image} in {stack.env_file}")
+        # The kit's own image is the default (unset): its servers and its serving service run different variants.
+        value = None if image == image_for(stack.settings, default_version(stack.settings)) else image
+        _attempt("stop", lambda: envfile.set_value(stack.env_file, IMAGE_VARIABLE, value))
+        done(3, "stop", since, f"{IMAGE_VARIABLE}={value} in {stack.env_file}" if value
+             else f"{IMAGE_VARIABLE} unset in {stack.env_file} (the kit's images)")
         since = step(4, "migrate", f"mlflow db upgrade with {image}")
         output = _attempt("migrate", lambda: stack.compose().call(
             "run", "--rm", "--no-deps", "-T", MIGRATE, timeout=stack.settings.up_timeout))

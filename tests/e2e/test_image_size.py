@@ -1,8 +1,9 @@
-"""The kit's images as built, read back from the engine (issue 15): the PostgreSQL image stays lean, and the MLflow
-image's Python turns Nagle off on the connections its servers accept.
+"""The kit's images as built, read back from the engine (issue 15): the PostgreSQL image and the MLflow servers' image
+stay lean, and the MLflow image's Python turns Nagle off on the connections its servers accept.
 
 The figure is the engine's own (``docker image inspect`` .Size, bytes, the base's layers included; `docker images`
-shows it in MB of 10^6). 651 MB before issue 15; 258 MB after (docs/performance.md, "Image sizes").
+shows it in MB of 10^6). PostgreSQL: 651 MB before issue 15, 258 MB after; the MLflow servers: 1,062 MB (one image
+for servers and serving) before, 536 MB after (docs/performance.md, "Image sizes").
 """
 
 from __future__ import annotations
@@ -16,6 +17,10 @@ from mlflowkit.settings import Settings
 pytestmark = pytest.mark.e2e
 
 POSTGRES_MAX_BYTES = 350_000_000  # the goal of issue 15
+# Today's figure and room for a patch release's growth; issue 15's goal is 450 MB (docs/performance.md says what is
+# left: the base image's documentation and translations, ~53 MB).
+SERVER_MAX_BYTES = 560_000_000
+MODEL_LIBRARIES = ["matplotlib", "pyarrow", "scipy", "sklearn"]  # the biggest of server-leaves-out.txt
 
 
 def image_size(image: str) -> int:
@@ -44,3 +49,15 @@ def test_the_mlflow_images_python_loads_the_nagle_fix(e2e_settings: Settings):
     probe = "import asyncio.base_events as b; print(b._set_nodelay.__module__)"
     loaded = run(["docker", "run", "--rm", "--entrypoint", "python", image, "-c", probe], timeout=60).stdout.strip()
     assert loaded == "mlflowkit_server.nodelay"
+
+
+def test_the_server_image_leaves_out_the_model_libraries_the_serving_image_has(e2e_settings: Settings):
+    [server] = images.names(e2e_settings, "mlflow")
+    [serving] = images.names(e2e_settings, "mlflow-serving")
+    probe = f"import importlib.util as u; print(' '.join(n for n in {MODEL_LIBRARIES!r} if u.find_spec(n)))"
+    has = {image: run(["docker", "run", "--rm", "--entrypoint", "python", image, "-c", probe],
+                      timeout=60).stdout.split() for image in (server, serving)}
+    assert has == {server: [], serving: MODEL_LIBRARIES}
+    size = image_size(server)
+    assert size <= SERVER_MAX_BYTES, (f"{server} is {size / 1e6:.0f} MB: see `docker history {server}` and "
+                                      "stacks/images/mlflow/server-leaves-out.txt")

@@ -39,3 +39,15 @@ def test_the_base_is_the_chosen_one_else_the_one_the_images_were_built_from(monk
     assert images.base_image(Settings(base_image="")) == "mlflowkit/base:bookworm"
     labels.clear()  # no images yet (or built before they carried the label)
     assert images.base_image(Settings(base_image="")) == DEFAULT_BASE_IMAGE
+
+
+def test_what_the_server_image_leaves_out_is_pinned_and_is_not_mlflow():
+    """A name the lock no longer pins would leave out nothing (a stale list); MLflow itself is never left out."""
+    import re
+
+    context = Settings().images_compose_file.parent / "mlflow"
+    left_out = [line.split()[0] for line in (context / "server-leaves-out.txt").read_text().splitlines()
+                if line.strip() and not line.startswith("#")]
+    pinned = set(re.findall(r"^([a-z0-9][a-z0-9._-]*)==", (context / "requirements.lock").read_text(), flags=re.M))
+    assert left_out and set(left_out) <= pinned, set(left_out) - pinned
+    assert not {"mlflow", "mlflow-skinny", "mlflow-tracing"} & set(left_out)

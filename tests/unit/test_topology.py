@@ -233,8 +233,9 @@ def test_the_images_built_are_the_images_the_stacks_run():
 
 def test_the_mlflow_version_is_one_fact():
     """The MLflow image's tag (written once, in stacks/common/images.yaml) is the version its image installs."""
-    tag = load(STACKS / "common" / "images.yaml")["services"]["mlflow"]["image"]
-    version = re.fullmatch(r"\$\{MLFLOW_IMAGE:-mlflowkit/mlflow:([\w.]+)\}", tag)[1]
+    declared = load(STACKS / "common" / "images.yaml")["services"]
+    version = re.fullmatch(r"\$\{MLFLOW_IMAGE:-mlflowkit/mlflow:([\w.]+)\}", declared["mlflow"]["image"])[1]
+    assert declared["mlflow-serving"]["image"] == f"${{MLFLOW_IMAGE:-mlflowkit/mlflow-serving:{version}}}"
     context = STACKS / "images" / "mlflow"
     pins = {file.name: match[1] for file in sorted(context.glob("requirements*")) + sorted(context.glob("constraints*"))
             for match in re.finditer(r"^mlflow(?:\[[\w,]+\])?==([\w.]+)", file.read_text(), flags=re.M)}

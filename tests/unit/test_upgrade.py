@@ -168,10 +168,11 @@ def rigged(tmp_path, monkeypatch, fail: str | None):
     stack.compose = lambda with_serve=False: FakeCompose(calls, fail)  # type: ignore[method-assign]
     stack.up = lambda **kwargs: calls.append(("stack.up",))  # type: ignore[method-assign]
     images_seen: list = []
-    # The fake server runs the version its .env's image is tagged with.
-    monkeypatch.setattr(Stack, "server_version", lambda s: s.env()["MLFLOW_IMAGE"].rsplit(":", 1)[1])
+    # The fake server runs the version its .env's image is tagged with (unset: the kit's images).
+    monkeypatch.setattr(Stack, "server_version",
+                        lambda s: (s.env().get("MLFLOW_IMAGE") or "mlflowkit/mlflow:3.17.2").rsplit(":", 1)[1])
     monkeypatch.setattr(upgrade, "image_exists", lambda image: True)
-    monkeypatch.setattr(upgrade, "_validate", lambda s: images_seen.append(s.env()["MLFLOW_IMAGE"]))
+    monkeypatch.setattr(upgrade, "_validate", lambda s: images_seen.append(s.env().get("MLFLOW_IMAGE")))
     backups = SimpleNamespace(
         backup=lambda s, target, log: calls.append(("backup", target)) or SimpleNamespace(counts={"runs": 4}),
         restore=lambda s, source, log, force=False: calls.append(("restore", source, force,
@@ -191,7 +192,8 @@ def test_a_good_upgrade_backs_up_stops_migrates_with_the_new_image_starts_and_va
     kinds = [call[0] for call in calls]
     assert kinds == ["backup", "stop", "run", "up"]
     assert calls[2][-1] == upgrade.MIGRATE and calls[3][1:] == tuple(stack.topology.servers)
-    assert images_seen == ["mlflowkit/mlflow:3.17.2"]  # validated on the new image, which .env now names
+    # Validated on the kit's own images: .env names none any more (its servers and serving run two variants).
+    assert images_seen == [None] and "MLFLOW_IMAGE" not in stack.env_file.read_text()
     assert [line.split("]")[0] for line in lines if line.startswith("upgrade [")][::2] == [
         f"upgrade [{n}/6" for n in range(1, 7)]
 

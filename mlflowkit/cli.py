@@ -166,6 +166,8 @@ def bench(
     out_dir: Annotated[str | None, typer.Option("--out", help="default: benchmarks/results/<UTC time>")] = None,
     large_mib: Annotated[int, typer.Option(help="size of the large artifact transfer (default 100; 1 GiB runs "
                                                "too where the disk has room)")] = 0,
+    cold_build: Annotated[bool, typer.Option(help="first rebuild every image without the layer cache, timing each "
+                                                  "(minutes; needs the package mirrors)")] = False,
 ) -> None:
     """Measure topologies side by side: boot, tracking, artifacts, serving, footprint, server settings.
 
@@ -180,7 +182,7 @@ def bench(
         raise KitError("give topologies or --all, not both.")
     chosen = [topology.get(name).name for name in names] if names else list(topology.TOPOLOGIES)
     settings = Settings()
-    sizes = choose_sizes(quick=quick, large_mib=large_mib)
+    sizes = choose_sizes(quick=quick, large_mib=large_mib, cold_build=cold_build)
     target = Path(out_dir) if out_dir else default_out_dir(settings, quick=quick)
     path, table = run_bench(chosen, sizes, settings, target, _log)
     out.print(table, markup=False, highlight=False)

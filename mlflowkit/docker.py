@@ -233,9 +233,12 @@ class Compose:
                    input=input)
         return proc.stdout or ""
 
-    def build(self, services: Sequence[str] = (), *, timeout: float, on_line: Callable[[str], None]) -> None:
-        """Build with BuildKit's plain progress, each output line handed to ``on_line``."""
-        argv = [*self.base_argv[:2], "--progress", "plain", *self.base_argv[2:], "build", *services]
+    def build(self, services: Sequence[str] = (), *, timeout: float, on_line: Callable[[str], None],
+              no_cache: bool = False) -> None:
+        """Build with BuildKit's plain progress, each output line handed to ``on_line``; every layer again when
+        ``no_cache``."""
+        argv = [*self.base_argv[:2], "--progress", "plain", *self.base_argv[2:], "build",
+                *(("--no-cache",) if no_cache else ()), *services]
         run_lines(argv, timeout=timeout, on_line=on_line, env=self.env)
 
     def up(

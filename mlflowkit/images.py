@@ -74,8 +74,14 @@ def ensure_base(base: str, log: Log) -> None:
         ) from None
 
 
-def build(settings: Settings, log: Log, services: list[str] | None = None) -> None:
-    """Build (or refresh from cache) every image: a compact progress view, the full log in a file."""
+def services(settings: Settings) -> list[str]:
+    """The images compose file's services: one per image the stacks run."""
+    return compose(settings).call("config", "--services").split()
+
+
+def build(settings: Settings, log: Log, services: list[str] | None = None, *, no_cache: bool = False) -> None:
+    """Build (or refresh from cache; every layer again with ``no_cache``) every image, or those of ``services``: a
+    compact progress view, the full log in a file."""
     check_engine()
     base = base_image(settings)
     ensure_base(base, log)
@@ -90,7 +96,8 @@ def build(settings: Settings, log: Log, services: list[str] | None = None) -> No
             progress.feed(line)
 
         try:
-            compose(settings, base).build(services or [], timeout=settings.build_timeout, on_line=on_line)
+            compose(settings, base).build(services or [], timeout=settings.build_timeout, on_line=on_line,
+                                          no_cache=no_cache)
         except CommandError as exc:
             raise KitError(f"image build failed after {progress.elapsed():.0f} s (exit {exc.returncode}).",
                            hint=f"the full log is {path}; its last lines are above.", details=exc.stderr) from None

@@ -61,6 +61,7 @@ class Sizes:
     faults: bool = True
     download_bytes: int = 256 * 1024
     download_files: int = 40
+    cold_build: bool = False  # first rebuild every image without the layer cache, one at a time, timing each
 
 
 FULL = Sizes()
@@ -98,6 +99,8 @@ class Bench:
 
     def run(self) -> list[Figure]:
         check_engine()
+        if self.sizes.cold_build:
+            self.cold_builds()
         images.ensure(self.settings, self.log)
         try:
             self.footprint_images()
@@ -298,6 +301,19 @@ class Bench:
 
     # --- 5. footprint ---------------------------------------------------------------------------------
 
+    def cold_builds(self) -> None:
+        """Every image built again without the layer cache (the base image present), one at a time: what a first
+        `mlflowkit build` costs on this machine and network, image by image, and in all."""
+        total = 0.0
+        for service in images.services(self.settings):
+            [image] = images.names(self.settings, service)
+            started = time.monotonic()
+            images.build(self.settings, self.log, [service], no_cache=True)
+            took = time.monotonic() - started
+            total += took
+            self.add("footprint", "image", f"{image} cold build", took, "s")
+        self.add("footprint", "image", "every image, cold build", total, "s")
+
     def footprint_images(self) -> None:
         for image in images.names(self.settings):
             size = int(run(["docker", "image", "inspect", "--format", "{{.Size}}", image], timeout=30).stdout)
@@ -439,9 +455,10 @@ def disk_free(path: str = tempfile.gettempdir()) -> int:
     return shutil.disk_usage(path).free
 
 
-def choose_sizes(*, quick: bool, large_mib: int = 0) -> Sizes:
-    """The run's sizes: quick or full, the large transfer ``large_mib`` MiB when given (if the disk has room)."""
-    sizes = QUICK if quick else FULL
+def choose_sizes(*, quick: bool, large_mib: int = 0, cold_build: bool = False) -> Sizes:
+    """The run's sizes: quick or full, the large transfer ``large_mib`` MiB when given (if the disk has room), the
+    images' cold build first when asked."""
+    sizes = replace(QUICK if quick else FULL, cold_build=cold_build)
     if large_mib:
         free = disk_free() // MIB
         if free < 4 * large_mib:  # the file, a download of it, and S3's copy on the same disk

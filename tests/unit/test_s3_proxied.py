@@ -23,6 +23,7 @@ class RecordingS3:
     def __init__(self) -> None:
         self.objects: dict[str, bytes] = {}
         self.uploads: dict[str, dict[int, bytes]] = {}
+        self.part_sizes: dict[str, list[int]] = {}  # in the order the parts arrived
         self.calls: list[str] = []
         self.extra: dict[str, object] = {}
 
@@ -39,6 +40,7 @@ class RecordingS3:
 
     def upload_part(self, Bucket, Key, UploadId, PartNumber, Body):
         self.calls.append(f"part {len(Body) // MiB} MiB")
+        self.part_sizes.setdefault(UploadId, []).append(len(Body))
         self.uploads[UploadId][PartNumber] = bytes(Body)
         return {"ETag": f"etag-{PartNumber}"}
 
@@ -122,12 +124,49 @@ def test_a_body_within_one_part_is_one_put(s3, size):
 def test_a_larger_body_goes_up_in_parts_of_part_size(s3, size, parts):
     data = body(size)
     repo().log_artifact_from_stream(Trickle(data, 1_000_003), "big.bin", "a")
-    asyncio.run(repo().log_artifact_from_async_stream(chunks(data, 65_536 + 7), "big.bin", "b"))
-    expected = ["create", *(f"part {p} MiB" for p in parts), "complete"]
-    assert s3.calls == expected * 2
+    assert s3.calls == ["create", *(f"part {p} MiB" for p in parts), "complete"]
     assert s3.objects["bucket/artifacts/a/big.bin"] == data
+    assert s3.uploads == {}
+
+
+@pytest.mark.parametrize("size", [PART_SIZE, PART_SIZE + 1, 20 * MiB, 3 * PART_SIZE + 5])
+def test_the_async_path_sends_parts_of_the_chunks_that_reach_part_size(s3, size):
+    """Each part is the chunks received until they reach PART_SIZE, joined once: every part but the last at least
+    PART_SIZE (S3's rule is 5 MiB) and less than one chunk more; the object is the body, byte for byte."""
+    data, step = body(size), 65_536 + 7
+    asyncio.run(repo().log_artifact_from_async_stream(chunks(data, step), "big.bin", "b"))
+    [sizes] = s3.part_sizes.values()
+    assert sum(sizes) == size
+    assert all(PART_SIZE <= n < PART_SIZE + step for n in sizes[:-1]), sizes
+    assert s3.calls[0] == "create" and s3.calls[-1] == "complete"
     assert s3.objects["bucket/artifacts/b/big.bin"] == data
     assert s3.uploads == {}
+
+
+def test_parts_go_up_several_at_once_and_no_more(s3, monkeypatch):
+    """S3 takes parts in parallel: while a part is slow to land, the next ones go up too — at most
+    PARTS_IN_FLIGHT at a time, so memory stays bounded."""
+    import threading
+    import time
+
+    running, most, lock = 0, 0, threading.Lock()
+    upload_part = s3.upload_part
+
+    def slow_part(**kwargs):
+        nonlocal running, most
+        with lock:
+            running += 1
+            most = max(most, running)
+        time.sleep(0.05)
+        with lock:
+            running -= 1
+        return upload_part(**kwargs)
+
+    monkeypatch.setattr(s3, "upload_part", slow_part)
+    data = body(PART_SIZE * (s3_proxied.PARTS_IN_FLIGHT + 3))
+    asyncio.run(repo().log_artifact_from_async_stream(chunks(data, MiB), "big.bin", "c"))
+    assert most == s3_proxied.PARTS_IN_FLIGHT
+    assert s3.objects["bucket/artifacts/c/big.bin"] == data
 
 
 def test_a_body_cut_off_halfway_is_aborted_and_no_object_appears(s3):

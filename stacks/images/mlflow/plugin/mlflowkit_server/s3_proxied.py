@@ -9,9 +9,11 @@ repository keeps every S3 operation but none of the presigned-URL capabilities (
 multipart support and proxies all bytes, for MLflow 3 and older clients alike.
 
 Uploads stream (MLflow 3.17+, ``StreamUploadMixin``): the server's upload handler hands over the request body,
-which goes to S3 in parts of PART_SIZE bytes as it arrives — no temporary file, at most two parts in memory. A
-body that fits one part is one PutObject; a larger one a multipart upload, aborted if the body is cut off, so a
-half-sent artifact never becomes a visible object. Older MLflow (no mixin) keeps its temporary-file path.
+which goes to S3 in parts of about PART_SIZE bytes as it arrives — no temporary file. The ASGI path (uvicorn, what
+MLflow 3 runs) sends up to PARTS_IN_FLIGHT parts at once while the next one arrives, as boto3 does, so at most
+PARTS_IN_FLIGHT + 1 parts are in memory per upload. A body that fits one part is one PutObject; a larger one a
+multipart upload, aborted if the body is cut off, so a half-sent artifact never becomes a visible object. Older
+MLflow (no mixin) keeps its temporary-file path.
 """
 
 from __future__ import annotations
@@ -36,6 +38,9 @@ except ImportError:  # older MLflow images of an upgrade run the same plugin
 SCHEME = "s3-proxied"
 # S3's minimum part is 5 MiB (all but the last); 8 MiB is boto3's default chunk size too.
 PART_SIZE = 8 * 1024 * 1024
+# Parts sent to S3 at once by the ASGI path, besides the one arriving: S3 servers take parts in parallel (boto3
+# sends 10 at a time), and memory stays bounded at (PARTS_IN_FLIGHT + 1) * PART_SIZE per upload.
+PARTS_IN_FLIGHT = 3
 
 
 class ProxiedS3ArtifactRepository(*_BASES):  # type: ignore[misc]
@@ -96,7 +101,7 @@ class ProxiedS3ArtifactRepository(*_BASES):  # type: ignore[misc]
         try:
             part = first
             while part:
-                upload.part(part)
+                upload.part(upload.number(), part)
                 part = _read_part(stream.read)
             upload.complete()
         except BaseException:
@@ -105,35 +110,47 @@ class ProxiedS3ArtifactRepository(*_BASES):  # type: ignore[misc]
 
     async def log_artifact_from_async_stream(self, chunks: AsyncIterable[bytes], artifact_file_name: str,
                                              artifact_path: str | None = None) -> None:
-        """The ASGI (uvicorn) handler's body: one part uploads while the next one arrives."""
+        """The ASGI (uvicorn) handler's body: up to PARTS_IN_FLIGHT parts upload while the next one arrives.
+        A part is the chunks received until they reach PART_SIZE, joined once (S3 takes parts of any size from
+        5 MiB; only the last may be smaller)."""
         upload = _Upload(self._s3, artifact_file_name, artifact_path)
-        buffer = bytearray()
-        sending: asyncio.Future[None] | None = None
+        received: list[bytes] = []
+        size = 0
+        sending: set[asyncio.Future[None]] = set()
         try:
             async for chunk in chunks:
-                buffer += chunk
-                if len(buffer) < PART_SIZE:
+                received.append(chunk)
+                size += len(chunk)
+                if size < PART_SIZE:
                     continue
                 if upload.upload_id is None:
                     await asyncio.to_thread(upload.begin)
-                if sending is not None:
-                    await sending
-                part, buffer = bytes(buffer[:PART_SIZE]), bytearray(buffer[PART_SIZE:])
-                sending = asyncio.ensure_future(asyncio.to_thread(upload.part, part))
-            if sending is not None:
-                await sending
-                sending = None
+                while len(sending) >= PARTS_IN_FLIGHT:
+                    sending = await _one_done(sending)
+                sending.add(asyncio.ensure_future(asyncio.to_thread(upload.part, upload.number(),
+                                                                    b"".join(received))))
+                received, size = [], 0
+            while sending:
+                sending = await _one_done(sending)
             if upload.upload_id is None:
-                await asyncio.to_thread(upload.whole, bytes(buffer))
+                await asyncio.to_thread(upload.whole, b"".join(received))
                 return
-            if buffer:
-                await asyncio.to_thread(upload.part, bytes(buffer))
+            if received:
+                await asyncio.to_thread(upload.part, upload.number(), b"".join(received))
             await asyncio.to_thread(upload.complete)
         except BaseException:
-            if sending is not None:
-                await asyncio.gather(sending, return_exceptions=True)
+            if sending:
+                await asyncio.gather(*sending, return_exceptions=True)
             await asyncio.to_thread(upload.abort)
             raise
+
+
+async def _one_done(sending: set[asyncio.Future[None]]) -> set[asyncio.Future[None]]:
+    """Wait for one part upload to end (raising its error, if any); the ones still running."""
+    done, pending = await asyncio.wait(sending, return_when=asyncio.FIRST_COMPLETED)
+    for future in done:
+        future.result()
+    return pending
 
 
 def _read_part(read: Callable[[int], bytes]) -> bytes:
@@ -160,6 +177,7 @@ class _Upload:
         self.extra = _extra_args(s3, artifact_file_name)
         self.upload_id: str | None = None
         self.parts: list[dict[str, Any]] = []
+        self.numbered = 0
 
     def whole(self, data: bytes) -> None:
         self.client.put_object(Bucket=self.bucket, Key=self.key, Body=data, **self.extra)
@@ -168,15 +186,20 @@ class _Upload:
         self.upload_id = self.client.create_multipart_upload(Bucket=self.bucket, Key=self.key,
                                                              **self.extra)["UploadId"]
 
-    def part(self, data: bytes) -> None:
-        number = len(self.parts) + 1
+    def number(self) -> int:
+        """The next part's number (1, 2, …): given out in order, as the parts arrive."""
+        self.numbered += 1
+        return self.numbered
+
+    def part(self, number: int, data: bytes) -> None:
         response = self.client.upload_part(Bucket=self.bucket, Key=self.key, UploadId=self.upload_id,
                                            PartNumber=number, Body=data)
         self.parts.append({"PartNumber": number, "ETag": response["ETag"]})
 
     def complete(self) -> None:
+        parts = sorted(self.parts, key=lambda part: part["PartNumber"])  # they may land out of order
         self.client.complete_multipart_upload(Bucket=self.bucket, Key=self.key, UploadId=self.upload_id,
-                                              MultipartUpload={"Parts": self.parts})
+                                              MultipartUpload={"Parts": parts})
 
     def abort(self) -> None:
         if self.upload_id is not None:

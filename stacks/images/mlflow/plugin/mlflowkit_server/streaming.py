@@ -6,9 +6,10 @@ the client waits for the full S3 transfer before its first byte. Repositories ha
 (uploads have ``StreamUploadMixin``, which :mod:`mlflowkit_server.s3_proxied` implements), so this module gives the
 route one: when MLflow's ``artifact_router`` module is first imported (before the app includes its routes), the
 GET routes' endpoint becomes the one :func:`install` makes, which streams objects of the kit's ``s3-proxied://``
-repository straight from S3 (1 MiB at a time, ``Content-Length`` from S3) and hands every other case — another
-repository, serving off, a missing object, a directory — to MLflow's own endpoint unchanged. The route's path, and
-so ``--auth``'s permission check (a middleware keyed on the path), stays MLflow's; so does the path validation.
+repository straight from S3 (4 MiB at a time, the next one read while this one is sent; ``Content-Length`` from
+S3) and hands every other case — another repository, serving off, a missing object, a directory — to MLflow's own
+endpoint unchanged. The route's path, and so ``--auth``'s permission check (a middleware keyed on the path), stays
+MLflow's; so does the path validation.
 
 Loaded at interpreter start by ``mlflowkit-server.pth``; it imports nothing until MLflow imports that module (old
 MLflow images have no such module: nothing happens there).
@@ -20,12 +21,12 @@ import asyncio
 import importlib.abc
 import importlib.machinery
 import sys
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import AsyncIterator, Callable, Sequence
 from types import ModuleType
 from typing import Any
 
 TARGET = "mlflow.server.artifact_router"
-CHUNK = 1024 * 1024
+CHUNK = 4 * 1024 * 1024
 
 
 def install(module: ModuleType) -> Callable[..., Any]:
@@ -72,11 +73,16 @@ def install(module: ModuleType) -> Callable[..., Any]:
     return download_artifact
 
 
-def _chunks(body: Any) -> Iterator[bytes]:
-    """A sync iterator: Starlette reads it in its thread pool, one chunk in memory at a time."""
+async def _chunks(body: Any) -> AsyncIterator[bytes]:
+    """The object's bytes, CHUNK at a time: the next chunk is read from S3 (in a thread) while this one is sent,
+    so at most two chunks are in memory."""
+    reading = asyncio.ensure_future(asyncio.to_thread(body.read, CHUNK))
     try:
-        yield from body.iter_chunks(CHUNK)
+        while chunk := await reading:
+            reading = asyncio.ensure_future(asyncio.to_thread(body.read, CHUNK))
+            yield chunk
     finally:
+        await asyncio.gather(reading, return_exceptions=True)
         body.close()
 
 

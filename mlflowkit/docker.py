@@ -272,5 +272,6 @@ class Compose:
         return feed([*self.base_argv, *args], write, timeout=timeout or self.timeout, env=self.env)
 
     def exec(self, service: str, command: Sequence[str], *, timeout: float | None = None,
-             input: str | None = None) -> str:
-        return self.call("exec", "-T", service, *command, timeout=timeout, input=input)
+             input: str | None = None, env: Mapping[str, str] | None = None) -> str:
+        options = [f"--env={key}={value}" for key, value in (env or {}).items()]
+        return self.call("exec", "-T", *options, service, *command, timeout=timeout, input=input)

@@ -7,6 +7,8 @@ container (``python - …`` with this file on stdin). ``--procs N`` forks N work
     tracking  URI EXPERIMENT_ID --batch B --duration S   log_batch of B metric rows per call, as fast as it can
     http      URL --count N [--fresh 1]                  sequential GETs (a per-request floor)
     invoke    URL --body JSON --duration S               POST /invocations as fast as it can
+    scoring   MODEL_URI --body JSON --count N            in one process, no HTTP: the model's predict on the body's
+                                                         DataFrame, and MLflow's scoring app called as ASGI
     s3        ENDPOINT BUCKET --size BYTES --count N     boto3 upload_file/download_file (the artifacts limit)
     artifacts EXPERIMENT_ID --size BYTES --count N       mlflow log_artifact/download_artifacts via MLFLOW_* env
     downloads EXPERIMENT_ID --size BYTES --count N --duration S
@@ -137,6 +139,57 @@ def invoke(args: argparse.Namespace, index: int) -> dict:
     return {"calls": calls, "errors": errors, "latencies": latencies, "seconds": time.monotonic() - begin}
 
 
+def scoring(args: argparse.Namespace, index: int) -> dict:
+    """Where a served prediction's time goes, without the network: ``predict`` times the model's own predict on
+    the body's DataFrame, ``latencies`` a whole call of MLflow's scoring app (the ASGI app `mlflow models serve`
+    runs: JSON parsing, schema checks, predict, the response) made in this process."""
+    import asyncio
+
+    import mlflow.pyfunc
+    import pandas as pd
+    from mlflow.pyfunc import scoring_server
+
+    model = mlflow.pyfunc.load_model(args.target)
+    split = json.loads(args.body)["dataframe_split"]
+    frame = pd.DataFrame(split["data"], columns=split["columns"])
+    app, body = scoring_server.init(model), args.body.encode()
+    scope = {"type": "http", "asgi": {"version": "3.0"}, "http_version": "1.1", "method": "POST", "scheme": "http",
+             "path": "/invocations", "raw_path": b"/invocations", "query_string": b"", "root_path": "",
+             "headers": [(b"content-type", b"application/json"), (b"content-length", str(len(body)).encode())],
+             "client": ("127.0.0.1", 1), "server": ("127.0.0.1", 5001)}
+
+    async def call() -> int:
+        messages = [{"type": "http.request", "body": body, "more_body": False}]
+        status: list[int] = []
+
+        async def receive() -> dict:
+            return messages.pop(0) if messages else {"type": "http.disconnect"}
+
+        async def send(message: dict) -> None:
+            if message["type"] == "http.response.start":
+                status.append(message["status"])
+
+        await app(dict(scope), receive, send)
+        return status[0]
+
+    async def timed() -> dict:
+        predict, latencies, errors = [], [], 0
+        for n in range(args.count + 20):  # the first 20 warm up
+            started = time.perf_counter()
+            model.predict(frame)
+            took = time.perf_counter() - started
+            started = time.perf_counter()
+            ok = await call() == 200
+            if n >= 20:
+                predict.append(took)
+                latencies.append(time.perf_counter() - started)
+                errors += not ok
+        return {"calls": args.count, "errors": errors, "latencies": latencies, "predict": predict,
+                "seconds": sum(latencies)}
+
+    return asyncio.run(timed())
+
+
 def s3(args: argparse.Namespace, index: int) -> dict:
     import boto3
 
@@ -243,8 +296,8 @@ def _remember(args: argparse.Namespace, exc: BaseException) -> None:
 
 # --- fan-out and output -----------------------------------------------------------------------------------
 
-WORKERS = {"tracking": tracking, "http": http, "invoke": invoke, "s3": s3, "artifacts": artifacts,
-           "downloads": downloads}
+WORKERS = {"tracking": tracking, "http": http, "invoke": invoke, "scoring": scoring, "s3": s3,
+           "artifacts": artifacts, "downloads": downloads}
 
 
 def _child(args: argparse.Namespace, index: int, queue) -> None:
@@ -284,7 +337,7 @@ def run(args: argparse.Namespace) -> dict:
     merged: dict = {"procs": args.procs, "errors": sum(r["errors"] for r in results),
                     "calls": sum(r["calls"] for r in results),
                     "first_error": next((r["first_error"] for r in results if r.get("first_error")), None)}
-    for key in ("latencies", "upload", "download"):
+    for key in ("latencies", "upload", "download", "predict"):
         if key in results[0]:
             values = [v for r in results for v in r[key]]
             # slowest_s: the worker that took longest over its calls (all bytes / this = aggregate throughput)

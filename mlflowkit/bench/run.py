@@ -24,6 +24,7 @@ from contextlib import contextmanager
 from dataclasses import asdict, dataclass, replace
 from datetime import datetime, timezone
 from pathlib import Path
+from typing import Any
 
 from mlflowkit import envfile, images
 from mlflowkit.bench import load, replicated
@@ -187,7 +188,7 @@ class Bench:
         topology = stack.topology
         if not topology.has_tracking_server:
             return None
-        args = dict(batch=batch, procs=procs, duration=self.sizes.duration)
+        args: dict[str, Any] = dict(batch=batch, procs=procs, duration=self.sizes.duration)
         if topology.backend is Backend.FILE:
             uri = topology.backend.local_uri(stack.env()["MLFLOW_DATA_DIR"])
             result = self.load("tracking", uri, experiment, env={"MLFLOW_ALLOW_FILE_STORE": "true"}, **args)
@@ -239,10 +240,24 @@ class Bench:
                 self.add("artifacts", topology.name, f"{label} {direction}", _mbps(large, direction), "MB/s",
                          limit=_mbps(limit, direction), limit_name="boto3 straight to S3",
                          extra={"errors": large["errors"]})
+            if topology.artifact_mode is ArtifactMode.PROXIED and topology.balancer is None:
+                self.proxy_alone(stack, experiment, size, limit)
         # The bench-only multipart override is written for the proxied stack's one server and its S3; the
         # replicated topology (a balancer) keeps S3 inside its cluster.
         if topology.artifact_mode is ArtifactMode.PROXIED and topology.balancer is None:
             self.proxied_multipart(stack)
+
+    def proxy_alone(self, stack: Stack, experiment: str, size: int, limit: dict) -> None:
+        """The same transfer by a client inside the server's container, to 127.0.0.1: the proxy's own cost,
+        without the host's port forwarding, beside the same boto3 limit (measured in that container too)."""
+        port = stack.topology.port("MLFLOW_PORT").container_port
+        inside = self._load_in(stack, "mlflow", "artifacts", experiment, size=size, count=self.sizes.large_count,
+                               env={"MLFLOW_TRACKING_URI": f"http://127.0.0.1:{port}"})
+        for direction in ("upload", "download"):
+            self.add("artifacts", stack.topology.name, f"{size_label(size)} {direction}, client beside the server",
+                     _mbps(inside, direction), "MB/s", limit=_mbps(limit, direction),
+                     limit_name="boto3 straight to S3", extra={"errors": inside["errors"]},
+                     note="the MLflow client in the server's container: no port forwarding")
 
     def proxied_multipart(self, stack: Stack) -> None:
         """"Multipart on": MLflow's presigned multipart upload through the proxy. The kit's proxied stack
@@ -251,19 +266,23 @@ class Bench:
         set_env(stack, BENCH_S3_PORT=str(free_port()))
         variant = replace(stack.compose(), files=(stack.compose_file, MULTIPART_OVERRIDE))
         self.log("bench: proxied with presigned multipart uploads (bench-only override)")
-        variant.up(timeout=self.settings.up_timeout, progress=False)
-        conn, values, sizes = stack.connection(), stack.env(), self.sizes
-        env = {**conn.environ(), "MLFLOW_ENABLE_PROXY_MULTIPART_UPLOAD": "true",
-               "MLFLOW_MULTIPART_UPLOAD_MINIMUM_FILE_SIZE": str(min(sizes.large_bytes, 5 * MIB))}
-        experiment = experiment_id(conn, "bench-artifacts-multipart")
-        measured = self.load("artifacts", experiment, env=env, size=sizes.large_bytes, count=sizes.large_count)
-        keys = {key: values[key] for key in ("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY")}
-        limit = self.load("s3", f"http://127.0.0.1:{values['BENCH_S3_PORT']}", values.get("S3_BUCKET", "mlflow"),
-                           env=keys, size=sizes.large_bytes, count=sizes.large_count)
-        self.add("artifacts", stack.topology.name, f"{size_label(sizes.large_bytes)} upload, multipart on",
-                 _mbps(measured, "upload"), "MB/s", limit=_mbps(limit, "upload"),
-                 limit_name="boto3 straight to S3", extra={"errors": measured["errors"]},
-                 note="bench-only variant: parts go from the client straight to S3 by presigned URL")
+        try:
+            variant.up(timeout=self.settings.up_timeout, progress=False)
+            conn, values, sizes = stack.connection(), stack.env(), self.sizes
+            env = {**conn.environ(), "MLFLOW_ENABLE_PROXY_MULTIPART_UPLOAD": "true",
+                   "MLFLOW_MULTIPART_UPLOAD_MINIMUM_FILE_SIZE": str(min(sizes.large_bytes, 5 * MIB))}
+            experiment = experiment_id(conn, "bench-artifacts-multipart")
+            measured = self.load("artifacts", experiment, env=env, size=sizes.large_bytes, count=sizes.large_count)
+            keys = {key: values[key] for key in ("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY")}
+            limit = self.load("s3", f"http://127.0.0.1:{values['BENCH_S3_PORT']}", values.get("S3_BUCKET", "mlflow"),
+                              env=keys, size=sizes.large_bytes, count=sizes.large_count)
+            self.add("artifacts", stack.topology.name, f"{size_label(sizes.large_bytes)} upload, multipart on",
+                     _mbps(measured, "upload"), "MB/s", limit=_mbps(limit, "upload"),
+                     limit_name="boto3 straight to S3", extra={"errors": measured["errors"]},
+                     note="bench-only variant: parts go from the client straight to S3 by presigned URL")
+        finally:  # the stack as it was, for the sections after this one
+            set_env(stack, BENCH_S3_PORT=None)
+            stack.up()
 
     def _s3_limit(self, stack: Stack, size: int, count: int) -> dict:
         """boto3 upload_file/download_file to the stack's S3: from the host where clients reach S3 themselves,
@@ -279,25 +298,51 @@ class Bench:
     # --- 4. serving -----------------------------------------------------------------------------------
 
     def serving(self, stack: Stack) -> None:
-        from mlflowkit.serving import serve_local
-
-        conn = stack.connection()
-        uri, row, predict_s = _register_model(conn)
+        """The stack's serving service (the serving image's `mlflow models serve`) on a registered iris model,
+        with each worker count: one client's latency and max(concurrency) clients' throughput, against the
+        model's own predict in the serving container. Once: where one call's time goes."""
+        uri, row = _register_model(stack.connection())
         body = json.dumps({"dataframe_split": row})
-        for workers in self.sizes.serve_workers:
-            with serve_local(uri, conn, workers=workers, timeout=self.settings.up_timeout) as served:
-                url = f"{served.url}/invocations"
-                single = self.load("invoke", url, body=body, procs=1, duration=self.sizes.duration)
-                for quantile in ("p50", "p99"):
-                    self.add("serving", "any", f"1 row, 1 client, {workers} worker(s), {quantile}",
-                             single["latencies"][f"{quantile}_ms"], "ms", limit=predict_s * 1000,
-                             limit_name="in-process predict p50", extra={"errors": single["errors"]})
-                procs = max(self.sizes.concurrency)
-                saturated = self.load("invoke", url, body=body, procs=procs, duration=self.sizes.duration)
-                self.add("serving", "any", f"{procs} clients, {workers} worker(s)",
-                         (saturated["calls"] - saturated["errors"]) / saturated["seconds"], "req/s",
-                         limit=1 / predict_s, limit_name="in-process predicts/s, 1 core",
-                         extra={"errors": saturated["errors"]})
+        set_env(stack, SERVE_MODEL_URI=uri)
+        try:
+            predict_ms = None
+            for workers in self.sizes.serve_workers:
+                set_env(stack, SERVE_WORKERS=str(workers))
+                with stack.serving() as served:
+                    url = f"{served.url}/invocations"
+                    predict_ms = predict_ms or self.serving_breakdown(stack, uri, body, url)
+                    single = self.load("invoke", url, body=body, procs=1, duration=self.sizes.duration)
+                    for quantile in ("p50", "p99"):
+                        self.add("serving", "any", f"1 row, 1 client, {workers} worker(s), {quantile}",
+                                 single["latencies"][f"{quantile}_ms"], "ms", limit=predict_ms,
+                                 limit_name="predict p50, no HTTP", extra={"errors": single["errors"]})
+                    procs = max(self.sizes.concurrency)
+                    saturated = self.load("invoke", url, body=body, procs=procs, duration=self.sizes.duration)
+                    self.add("serving", "any", f"{procs} clients, {workers} worker(s)",
+                             (saturated["calls"] - saturated["errors"]) / saturated["seconds"], "req/s",
+                             limit=1000 / predict_ms, limit_name="predicts/s, 1 core, no HTTP",
+                             extra={"errors": saturated["errors"]})
+        finally:
+            set_env(stack, SERVE_MODEL_URI=None, SERVE_WORKERS=None)
+
+    def serving_breakdown(self, stack: Stack, uri: str, body: str, url: str) -> float:
+        """p50 of one call, layer by layer: the model's predict and MLflow's scoring app called in-process
+        (both inside the serving container), HTTP inside the container, HTTP through the published port (the
+        engine's port forwarding). Returns the predict p50 in ms (the section's limit)."""
+        service, count = stack.topology.serve_service, self.sizes.floor_count
+        scoring = self._load_in(stack, service, "scoring", uri, body=body, count=count)
+        port = stack.topology.port("SERVE_PORT").container_port
+        inside = self._load_in(stack, service, "invoke", f"http://127.0.0.1:{port}/invocations", body=body,
+                               max_calls=count, duration=self.sizes.duration)
+        published = self.load("invoke", url, body=body, max_calls=count, duration=self.sizes.duration)
+        predict_ms = scoring["predict"]["p50_ms"]
+        for layer, p50 in (("model predict, in-process", predict_ms),
+                           ("MLflow scoring app, in-process", scoring["latencies"]["p50_ms"]),
+                           ("HTTP inside the container", inside["latencies"]["p50_ms"]),
+                           ("HTTP through the published port", published["latencies"]["p50_ms"])):
+            self.add("serving", "any", f"1 row p50: {layer}", p50, "ms", limit=predict_ms,
+                     limit_name="predict p50, no HTTP")
+        return predict_ms
 
     # --- 5. footprint ---------------------------------------------------------------------------------
 
@@ -388,11 +433,13 @@ class Bench:
             err.seek(0)
             result.update(_result(kind, proc.returncode, out.read(), err.read()))
 
-    def _load_in(self, stack: Stack, service: str, kind: str, *target: str, **options) -> dict:
+    def _load_in(self, stack: Stack, service: str, kind: str, *target: str, env: dict | None = None,
+                 **options) -> dict:
         """The load generator inside ``service``'s container (this file's script on stdin)."""
         timeout = options.get("duration", 0) + 300
         command = ["python", "-", kind, *target, *_options(options)]
-        out = stack.compose().exec(service, command, timeout=timeout, input=LOAD_SCRIPT.read_text())
+        out = stack.compose(with_serve=True).exec(service, command, timeout=timeout, input=LOAD_SCRIPT.read_text(),
+                                                  env=env)
         return _result(kind, 0, out, "")
 
     @property
@@ -484,11 +531,9 @@ def experiment_id(conn, name: str) -> str:
     return Client(conn).experiment(name)
 
 
-def _register_model(conn) -> tuple[str, dict, float]:
-    """A small iris classifier, registered with the alias ``bench``: its URI, one row (split orient) and the
-    in-process p50 of predicting that row."""
+def _register_model(conn) -> tuple[str, dict]:
+    """A small iris classifier, registered with the alias ``bench``: its URI and one row (split orient)."""
     import mlflow
-    import pandas as pd
     from sklearn.datasets import load_iris
     from sklearn.linear_model import LogisticRegression
 
@@ -501,13 +546,7 @@ def _register_model(conn) -> tuple[str, dict, float]:
             info = mlflow.sklearn.log_model(model, name="model", input_example=row, registered_model_name="bench-iris",
                                             pip_requirements=["scikit-learn"])
         mlflow.MlflowClient().set_registered_model_alias("bench-iris", "bench", info.registered_model_version)
-        loaded = mlflow.pyfunc.load_model("models:/bench-iris@bench")
-    timings = []
-    for _ in range(200):
-        started = time.perf_counter()
-        loaded.predict(pd.DataFrame(row))
-        timings.append(time.perf_counter() - started)
-    return "models:/bench-iris@bench", row.to_dict(orient="split"), sorted(timings)[len(timings) // 2]
+    return "models:/bench-iris@bench", row.to_dict(orient="split")
 
 
 def _seed_env(stack: Stack) -> None:

@@ -82,11 +82,14 @@ TUNING: dict[str, dict[str, str | None]] = {
 
 
 class Bench:
-    def __init__(self, names: list[str], sizes: Sizes, settings: Settings, log: Callable[[str], None]) -> None:
+    def __init__(self, names: list[str], sizes: Sizes, settings: Settings, log: Callable[[str], None],
+                 scratch: Path) -> None:
+        """``scratch``: an existing directory the caller removes afterwards (the stacks' home, the generators'
+        working directory and marker files)."""
         self.topologies = [TOPOLOGIES[name] for name in names]
         self.sizes = sizes
         self.log = log
-        self.scratch = Path(tempfile.mkdtemp(prefix="mlflowkit-bench-"))
+        self.scratch = scratch
         # Projects <prefix>-bench-<topology> (mlflowkit-bench-… by default): never a user's stack, and two runs
         # with their own MLFLOWKIT_PROJECT_PREFIX never take down each other's.
         self.settings = replace(settings, project_prefix=f"{settings.project_prefix}-bench", home=str(self.scratch))
@@ -133,7 +136,6 @@ class Bench:
                         stack.down(volumes=True)
         finally:
             self._stop_hello()
-            shutil.rmtree(self.scratch, ignore_errors=True)
         return self.figures
 
     def add(self, section: str, topology: str, case: str, value: float | None, unit: str, **kw) -> None:
@@ -663,7 +665,8 @@ def run_bench(names: list[str], sizes: Sizes, settings: Settings, out_dir: Path,
     started = time.monotonic()
     meta: dict[str, object] = {"started": datetime.now(timezone.utc).isoformat(timespec="seconds"), "topologies": names,
             "sizes": asdict(sizes), "machine": machine_facts()}
-    figures = Bench(names, sizes, settings, log).run()
+    with tempfile.TemporaryDirectory(prefix="mlflowkit-bench-") as scratch:
+        figures = Bench(names, sizes, settings, log, Path(scratch)).run()
     meta["seconds"] = round(time.monotonic() - started, 1)
     path = out_dir / "result.json"
     report.write_json(path, meta, figures)

@@ -66,7 +66,7 @@ def test_the_load_stops_on_its_stop_file_and_reports_ready_once_a_call_succeeded
 
 def test_a_background_load_runs_through_the_block_and_returns_its_timeline(tmp_path):
     """The whole path: a forked generator of 2 clients logging to a SQLite store, started, flowing, stopped."""
-    bench = Bench([], QUICK, Settings(home=str(tmp_path / "home")), log=lambda _: None)
+    bench = Bench([], QUICK, Settings(home=str(tmp_path / "home")), log=lambda _: None, scratch=tmp_path)
     uri = f"sqlite:///{tmp_path}/store.db"
     from mlflow.tracking import MlflowClient
 

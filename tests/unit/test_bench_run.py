@@ -15,7 +15,8 @@ def test_cold_build_rebuilds_each_image_alone_without_the_cache_and_times_each_a
                         lambda settings, log, services, no_cache=False: built.append((services, no_cache)))
     clock = iter([0.0, 30.0, 100.0, 112.5])
     monkeypatch.setattr(run.time, "monotonic", lambda: next(clock))
-    bench = run.Bench(["file"], run.choose_sizes(quick=True, cold_build=True), Settings(home=str(tmp_path)), print)
+    bench = run.Bench(["file"], run.choose_sizes(quick=True, cold_build=True), Settings(home=str(tmp_path)), print,
+                      scratch=tmp_path)
     bench.cold_builds()
     assert built == [(["mlflow"], True), (["postgres"], True)]
     assert [(f.case, f.value, f.unit) for f in bench.figures] == [

@@ -39,6 +39,10 @@ _EXPECTED_WITHOUT_AUTH = {("/ajax-api/2.0/mlflow/users/current", 404)}
 FILE_STORE_GAPS = {("/ajax-api/3.0/mlflow/datasets/search", 500), ("/ajax-api/3.0/mlflow/traces/metrics", 500)}
 # A call Chrome aborted because the host's network interfaces changed: no answer of the server (see wait_for).
 NETWORK_CHANGED = "net::ERR_NETWORK_CHANGED"
+# Chrome gave up on a request after its connections kept dropping (seen once on the ha stack: HAProxy logged the
+# browser's TLS handshakes failing all at once, as on a host network change). Not a problem if the same URL loads
+# when asked again (check() asks once); a problem if it does not.
+GAVE_UP = "net::ERR_TOO_MANY_RETRIES"
 # Schemes that never leave the page.
 _LOCAL_SCHEMES = ("data", "blob", "about", "chrome", "chrome-error", "devtools")
 
@@ -119,7 +123,7 @@ def network_problems(requests: Sequence[Request], origin: str, *, auth: bool, fi
     own = urlsplit(origin).netloc
     expected = (set() if auth else _EXPECTED_WITHOUT_AUTH) | (FILE_STORE_GAPS if file_store else set())
     problems = []
-    for request in requests:
+    for index, request in enumerate(requests):
         parts = urlsplit(request.url)
         if parts.scheme in _LOCAL_SCHEMES:
             continue
@@ -132,6 +136,9 @@ def network_problems(requests: Sequence[Request], origin: str, *, auth: bool, fi
             problems.append(f"{request.method} {parts.path}{'?' + parts.query if parts.query else ''} answered "
                             f"{request.status}"[:240])
         elif request.error and not request.canceled and request.error not in ("net::ERR_ABORTED", NETWORK_CHANGED):
+            if request.error == GAVE_UP and any(later.url == request.url and later.status is not None
+                                                and later.status < 400 for later in requests[index + 1:]):
+                continue
             problems.append(f"{request.method} {parts.path} failed: {request.error}")
     return list(dict.fromkeys(problems))
 
@@ -175,6 +182,16 @@ class Browser:
         """Move what the browser logged since the last call into :attr:`requests` and :attr:`console`."""
         self.requests += requests_of(self.driver.get_log("performance"))
         self.console += [entry["message"] for entry in self.driver.get_log("browser") if entry["level"] == "SEVERE"]
+
+    def ask_again(self, error: str) -> None:
+        """Fetch once more, from the page, every URL whose request failed with ``error``; what it answers is
+        logged like any request (see :func:`network_problems`)."""
+        urls = list(dict.fromkeys(r.url for r in self.requests if r.error == error))
+        for url in urls:
+            self.driver.execute_script("fetch(arguments[0]).catch(() => {})", url)
+        if urls:
+            time.sleep(1)
+            self.drain()
 
     def reset(self) -> None:
         self.drain()
@@ -335,6 +352,7 @@ def check(target: Target, screenshot: Path, timeout: float = 30) -> str:
         cause = f"; first failing request: {problems[0]}" if problems else ""
         raise KitError(exc.message + cause, hint=exc.hint, details=_details(b, target, exc.details)) from None
     b.drain()
+    b.ask_again(GAVE_UP)
     problems = network_problems(b.requests, base, auth=auth, file_store=target.file_store)
     if problems:
         raise KitError(f"the UI page made {len(problems)} failing or foreign request(s): {problems[0]}",

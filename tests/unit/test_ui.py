@@ -49,6 +49,19 @@ def test_a_clean_page_has_no_problem():
     assert ui.network_problems(ui.requests_of(log), ORIGIN, auth=False) == []
 
 
+def test_a_request_chrome_gave_up_on_is_a_problem_unless_it_loads_when_asked_again():
+    chunk = f"{ORIGIN}/static-files/static/css/12.chunk.css"
+    gave_up = [sent("1", chunk), entry("Network.loadingFailed", requestId="1", errorText=ui.GAVE_UP)]
+    assert ui.network_problems(ui.requests_of(gave_up), ORIGIN, auth=False) == [
+        "GET /static-files/static/css/12.chunk.css failed: net::ERR_TOO_MANY_RETRIES"]
+    still_failing = gave_up + [sent("2", chunk), answered("2", 502)]
+    assert ui.network_problems(ui.requests_of(still_failing), ORIGIN, auth=False) == [
+        "GET /static-files/static/css/12.chunk.css failed: net::ERR_TOO_MANY_RETRIES",
+        "GET /static-files/static/css/12.chunk.css answered 502"]
+    loaded = gave_up + [sent("2", chunk), answered("2", 200)]
+    assert ui.network_problems(ui.requests_of(loaded), ORIGIN, auth=False) == []
+
+
 def test_failed_calls_and_other_hosts_are_problems():
     log = [sent("1", f"{ORIGIN}/ajax-api/2.0/mlflow/runs/search", "POST"), answered("1", 403),
            sent("2", "https://telemetry.example.com/v1/events", "POST"), answered("2", 204),

@@ -75,14 +75,17 @@ class Stack:
     def env_file(self) -> Path:
         return self.settings.env_file(self.topology.name)
 
-    def compose(self, *, with_serve: bool = False, with_metrics: bool = False) -> Compose:
+    def compose(self, *, with_serve: bool = False, with_metrics: bool = False,
+                with_one_shots: bool = False) -> Compose:
         """The stack's Compose project: its compose file, a user's override, and only the .env's values (plus
         what the CLI needs to find the engine) as the environment — nothing else of the caller's shell.
+        ``with_one_shots``: the profile of one-shots run on demand too (to take them down with the stack).
         ``with_metrics``: the metrics profile too (Prometheus). Its scrape targets are derived from the topology
         and the .env's ports, then the stores it scrapes (a .env's own METRICS_TARGETS wins); a port variable
         missing from an older .env is the declared default."""
         profiles = ((self.topology.serve_profile,) if with_serve else ()) + (
-            (METRICS_PROFILE,) if with_metrics and self.topology.has_metrics else ())
+            (METRICS_PROFILE,) if with_metrics and self.topology.has_metrics else ()) + (
+            (self.topology.one_shots_profile,) if with_one_shots and self.topology.one_shots_profile else ())
         env_file = self.env_file if self.env_file.exists() else None
         values = self.env() if env_file is not None else {}
         if self.topology.has_metrics and env_file is not None:
@@ -142,7 +145,7 @@ class Stack:
             failure = self._failure_report()
             if not keep:
                 self.log("up: failed; removing the containers it started (volumes kept; --keep keeps them)")
-                self.compose(with_serve=True, with_metrics=True).down()
+                self.compose(with_serve=True, with_metrics=True, with_one_shots=True).down()
             raise KitError(f"{self.topology.name} did not come up: {exc.message}",
                            hint="see the service logs above; `mlflowkit up --keep` leaves them for inspection.",
                            details=failure) from None
@@ -153,7 +156,7 @@ class Stack:
         if not self.states() and not (volumes and self.volumes()):
             raise KitError(f"{self.topology.name} is not up (no containers in project {self.project}).",
                            hint="`mlflowkit status` lists what runs.")
-        self.compose(with_serve=True, with_metrics=True).down(volumes=volumes)
+        self.compose(with_serve=True, with_metrics=True, with_one_shots=True).down(volumes=volumes)
         self.log(f"down: {self.topology.name} stopped" + (", volumes removed" if volumes else ", volumes kept"))
 
     def serve(self) -> ServedModel:

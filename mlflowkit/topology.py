@@ -39,6 +39,7 @@ LOCAL_ARTIFACTS = "mlartifacts"
 # The optional metrics profile (stacks/common/metrics.yaml): its service, and the port an MLflow server listens
 # on inside the stack's network when no port variable says otherwise (its /metrics is scraped there).
 METRICS_PROFILE = "metrics"
+ONE_SHOTS_PROFILE = "one-shots"  # one-shots run on demand only (Topology.one_shots_profile)
 METRICS_SERVICE = "prometheus"
 METRICS_SWITCH = "MLFLOW_METRICS"  # set in .env (`up --metrics`): the servers run with --expose-prometheus
 SERVER_PORT = 5000
@@ -152,11 +153,14 @@ class Topology:
     artifact_mode: ArtifactMode
     has_tracking_server: bool  # False: the client writes the store itself and `mlflow` is only a UI
     services: tuple[str, ...]  # long-running services `up --wait` must see healthy
-    one_shots: tuple[str, ...]  # services that must run to completion first
+    one_shots: tuple[str, ...]  # services that run to completion: the schema's migration, the bucket's creation
     ports: tuple[Port, ...]
     checks: tuple[str, ...]  # what validation asserts beyond the common steps, in words
     serve_service: str = "serve"
     serve_profile: str = "serve"
+    # Set: the one-shots are in this Compose profile, run on demand only (upgrade, backup, migrate); the servers
+    # prepare the stores themselves as they start. None: `up` runs them first and the servers wait for them.
+    one_shots_profile: str | None = None
     # Replicated topologies: the load balancer (its service; it publishes MLFLOW_PORT and holds the TLS
     # certificate), the replicated services behind it, and how their database connections are pooled.
     balancer: str | None = None
@@ -326,6 +330,7 @@ POSTGRES_S3 = Topology(
     has_tracking_server=True,
     services=("postgres", "s3", "mlflow"),
     one_shots=("create-bucket", "migrate"),
+    one_shots_profile=ONE_SHOTS_PROFILE,
     ports=(Port("MLFLOW_PORT", 5000, "mlflow", 5000), Port("SERVE_PORT", 5001, "serve", 5001),
            Port("S3_PORT", 8333, "s3", 8333), _metrics_port(5000)),
     checks=("artifact and model files are objects in the S3 bucket", "the run is a row in PostgreSQL"),
@@ -343,6 +348,7 @@ PROXIED = Topology(
     has_tracking_server=True,
     services=("postgres", "s3", "mlflow"),
     one_shots=("create-bucket", "migrate"),
+    one_shots_profile=ONE_SHOTS_PROFILE,
     ports=_ports(5040, _metrics_port(5040)),
     checks=("the validation client runs with no S3 keys or endpoint (boto3 finds no credentials)",
             "artifact URIs are mlflow-artifacts:/", "objects in the bucket, uploaded by the server",
@@ -361,6 +367,7 @@ ARTIFACTS_ONLY = Topology(
     has_tracking_server=True,
     services=("postgres", "s3", "artifacts", "mlflow"),
     one_shots=("create-bucket", "migrate"),
+    one_shots_profile=ONE_SHOTS_PROFILE,
     ports=(Port("MLFLOW_PORT", 5050, "mlflow", 5000), Port("SERVE_PORT", 5051, "artifacts", 5001),
            Port("ARTIFACTS_PORT", 5052, "artifacts", None), _metrics_port(5050)),
     checks=("the validation client runs with no S3 keys or endpoint (boto3 finds no credentials)",

@@ -1,7 +1,8 @@
 """Move a running stack to another MLflow version with its data: ``mlflowkit upgrade <topology> --to VERSION``.
 
 Backup → the new version's image (built from its pins when missing) → stop the MLflow servers → the stack's
-``migrate`` one-shot (``mlflow db upgrade``) with the new image → the servers on the new image → validation.
+``migrate`` one-shot (the schema brought to the new MLflow's, as ``mlflow db upgrade``) with the new image → the
+servers on the new image → validation.
 MLflow's schema migrations are not guaranteed to be transactional, so a failure at any step after the backup
 puts the old image back in ``.env``, restores the backup and starts the old version again.
 
@@ -41,7 +42,7 @@ LOCK_ARG = "MLFLOW_LOCK"  # the pins the mlflow image installs (stacks/images/co
 # a stack on that version runs for everything (stacks/images/compose.yaml).
 KIT_SERVICES = ("mlflow", "mlflow-serving")
 OTHER_VERSION_SERVICE = "mlflow-serving"
-MIGRATE = "migrate"  # the one-shot that runs `mlflow db upgrade` (stacks/common/postgres.yaml)
+MIGRATE = "migrate"  # the one-shot that migrates the schema (stacks/common/postgres.yaml)
 T = TypeVar("T")
 _PINNED = re.compile(r"^(requirements|mlflow-[^/]+)\.txt$")
 
@@ -295,7 +296,7 @@ def run(plan: Plan, log: Log) -> Path:
         _attempt("stop", lambda: envfile.set_value(stack.env_file, IMAGE_VARIABLE, value))
         done(3, "stop", since, f"{IMAGE_VARIABLE}={value} in {stack.env_file}" if value
              else f"{IMAGE_VARIABLE} unset in {stack.env_file} (the kit's images)")
-        since = step(4, "migrate", f"mlflow db upgrade with {image}")
+        since = step(4, "migrate", f"the schema brought to {image}")
         output = _attempt("migrate", lambda: stack.compose().call(
             "run", "--rm", "--no-deps", "-T", MIGRATE, timeout=stack.settings.up_timeout))
         done(4, "migrate", since, _last_line(output) or "done")

@@ -67,6 +67,8 @@ def facts() -> dict[str, Any]:
             # The MLflow servers (a replicated topology's pools; its other services are stores and balancer).
             "servers": [r.service for r in t.replicas] if t.replicas else list(t.servers),
             "oneShots": list(t.one_shots),
+            # The servers prepare their stores as they start (the init containers and Jobs still run first).
+            "serversPrepareStores": t.one_shots_profile is not None,
             "clientNeedsS3Credentials": t.client_needs_s3_credentials,
             "ports": _ports(t),
             # Replicated: pools behind Services (an Ingress routes artifact calls to the artifacts pool), HA

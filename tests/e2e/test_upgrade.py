@@ -100,17 +100,17 @@ def stack_3_1(e2e_settings: Settings) -> Iterator[tuple[Stack, old_clients.Writt
             stack.down(volumes=True)
 
 
-def wrapped_image(stack: Stack, tag: str, on_db_upgrade: str) -> str:
-    """The kit's image with an ``mlflow`` first on PATH that runs ``on_db_upgrade`` (shell) for ``db upgrade``
-    and the real mlflow for everything else."""
+def wrapped_image(stack: Stack, tag: str, on_migrate: str) -> str:
+    """The kit's image with a ``python`` first on PATH that runs ``on_migrate`` (shell) for the migration one-shot
+    (``python -m mlflowkit_server.prepare``, nothing after) and the real Python for everything else."""
     base = upgrade.image_for(stack.settings, "3.17.2")
-    script = (f'#!/bin/sh\nif [ "$1 $2" = "db upgrade" ]; then\n{on_db_upgrade}\nfi\n'
-              'exec /opt/mlflow/bin/mlflow "$@"\n')
+    script = (f'#!/bin/sh\nif [ "$*" = "-m mlflowkit_server.prepare" ]; then\n{on_migrate}\nfi\n'
+              'exec /opt/mlflow/bin/python "$@"\n')
     with tempfile.TemporaryDirectory() as tmp:
         bin_dir = Path(tmp) / "bin"
         bin_dir.mkdir(mode=0o755)
-        (bin_dir / "mlflow").write_text(script)
-        (bin_dir / "mlflow").chmod(0o755)
+        (bin_dir / "python").write_text(script)
+        (bin_dir / "python").chmod(0o755)
         container = run(["docker", "create", base], timeout=60).stdout.strip()
         try:
             run(["docker", "cp", str(bin_dir), f"{container}:/opt/failing-bin"], timeout=60)
@@ -126,7 +126,7 @@ FAILURES = {
     "before migrating": 'echo "simulated failure: this image cannot migrate (the kit\'s upgrade test)" >&2\nexit 3',
     # after MLflow's migrations ran: the database holds the new schema, which the old server cannot run on, so
     # only the backup brings the stack back
-    "after migrating": '/opt/mlflow/bin/mlflow "$@" || exit\n'
+    "after migrating": '/opt/mlflow/bin/python "$@" || exit\n'
                        'echo "simulated failure: this image cannot migrate (the kit\'s upgrade test)" >&2\nexit 3',
 }
 

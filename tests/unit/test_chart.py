@@ -82,12 +82,12 @@ def test_schema_names_exactly_the_chart_topologies():
     assert any(TOPOLOGIES[n].replicas for n in NAMES)
 
 
-@pytest.mark.parametrize(("script", "file", "service"), [("migrate.py", "postgres.yaml", "migrate"),
-                                                         ("create_bucket.py", "s3.yaml", "create-bucket")])
-def test_one_shot_scripts_are_the_compose_ones(script, file, service):
+@pytest.mark.parametrize(("file", "service"), [("postgres.yaml", "migrate"), ("s3.yaml", "create-bucket")])
+def test_one_shot_scripts_run_the_compose_ones(file, service):
+    """Both run the image's plugin module that prepares the stores (the servers of Compose run it too)."""
     command = yaml.safe_load((STACKS / "common" / file).read_text())["services"][service]["command"]
-    assert command[:2] == ["python", "-c"]
-    assert (CHART / "files" / script).read_text() == command[2]
+    assert command[:2] == ["python", "-m"]
+    assert f'runpy.run_module("{command[2]}", run_name="__main__")' in (CHART / "files" / "prepare.py").read_text()
 
 
 @pytest.mark.parametrize("topology", [n for n in NAMES if TOPOLOGIES[n].pooling])
@@ -232,7 +232,9 @@ def test_migration_and_bucket_run_before_the_servers(topology):
         assert set(inits) == set(TOPOLOGIES[topology].one_shots), inits
         for name, (server, init) in inits.items():
             compose = stack[name]
-            assert init["args"][:2] == ["sh", "-c"] and init["args"][3] == compose["command"][2], name
+            command, ran = compose["command"], init["args"][3]
+            assert init["args"][:2] == ["sh", "-c"], name
+            assert ran == command[2] if command[1] == "-c" else f'run_module("{command[2]}"' in ran, name
             assert env_names(init) - EXTRA_ENV == set(compose["environment"]), name
             # The server that runs it is one that holds that store's credentials anyway.
             own = {"MLFLOW_AUTH_DATABASE"}  # the name of the users database the migration makes (pooled)
@@ -392,7 +394,8 @@ def test_containers_match_the_compose_stack(topology):
     names = compose_names(topology)
     t = TOPOLOGIES[topology]
     # Optional Compose profiles other than serving (metrics) are not part of the chart.
-    stack = {name: spec for name, spec in stack.items() if not spec.get("profiles") or name == t.serve_service}
+    stack = {name: spec for name, spec in stack.items()
+             if not spec.get("profiles") or name in (t.serve_service, *t.one_shots)}
     assert set(stack) == {*t.services, *t.one_shots, "serve"}
     left_out = set(stack) - set(chart_services(topology))
     assert left_out == (set(t.services) - set(chart_services(topology)) if t.replicas else set())

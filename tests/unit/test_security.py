@@ -85,6 +85,8 @@ def allowed_hosts(model: dict) -> dict[str, list[str]]:
     lists = {}
     for service, spec in model["services"].items():
         command = spec.get("command") or []
+        if command[:3] == ["python", "-m", "mlflowkit_server.prepare"]:  # the stores prepared, then MLflow's CLI
+            command = command[3:]
         if command[:2] != ["mlflow", "server"]:
             continue
         if "--allowed-hosts" in command:

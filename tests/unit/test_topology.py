@@ -116,15 +116,17 @@ def required_values(name: str) -> tuple[tuple[str, str], ...]:
 def _effective(name: str, metrics: bool, overrides: tuple[tuple[str, str], ...]) -> dict:
     values = {**dict(required_values(name)), **dict(overrides)}
     t = TOPOLOGIES[name]
-    profiles = [t.serve_profile, *([METRICS_PROFILE] if metrics and t.has_metrics else [])]
+    profiles = [t.serve_profile, *([METRICS_PROFILE] if metrics and t.has_metrics else []),
+                *([t.one_shots_profile] if t.one_shots_profile else [])]
     out = compose_config(STACKS / name / "compose.yaml", values, *(f"--profile={p}" for p in profiles),
                          "config", "--format", "json").stdout
     return json.loads(out)
 
 
 def effective(name: str, *, metrics: bool = False, **overrides: str) -> dict:
-    """The stack's model as Compose runs it (include, extends and the serve profile resolved; ``metrics``: the
-    metrics profile too), with the generated secrets and ``overrides`` set and every other variable at its default."""
+    """The stack's model as Compose runs it (include, extends, the serve and one-shots profiles resolved;
+    ``metrics``: the metrics profile too), with the generated secrets and ``overrides`` set and every other
+    variable at its default."""
     return _effective(name, metrics, tuple(sorted(overrides.items())))
 
 
@@ -147,7 +149,8 @@ def test_compose_project_name_is_the_topologys(name):
 def test_compose_services_are_the_declared_ones(name):
     t = TOPOLOGIES[name]
     services = effective(name, metrics=True)["services"]
-    optional = {t.serve_service: t.serve_profile, **({METRICS_SERVICE: METRICS_PROFILE} if t.has_metrics else {})}
+    optional = {t.serve_service: t.serve_profile, **({METRICS_SERVICE: METRICS_PROFILE} if t.has_metrics else {}),
+                **{service: t.one_shots_profile for service in t.one_shots if t.one_shots_profile}}
     assert set(services) == set(t.services) | set(t.one_shots) | set(optional)
     for service, profile in optional.items():
         assert services[service].get("profiles") == [profile], f"{service} starts only on demand"

@@ -287,10 +287,12 @@ Compose's depends_on: service_completed_successfully. */}}
 {{- end }}
 {{- end -}}
 
-{{/* The file of a one-shot's script: a pooled topology's migration also makes the users database. */}}
+{{/* The file of a one-shot's script: the stores' one-shots run the image's plugin (files/prepare.py); a pooled
+topology's migration also makes the users database. */}}
 {{- define "mlflowkit.script" -}}
 {{- $topo := include "mlflowkit.topology" .root | fromYaml -}}
 {{- if and (eq .component "migrate") $topo.pooling -}}files/migrate_users.py
+{{- else if has .component (list "migrate" "create-bucket") -}}files/prepare.py
 {{- else -}}{{ printf "files/%s.py" (.component | replace "-" "_") }}{{- end -}}
 {{- end -}}
 

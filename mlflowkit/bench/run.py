@@ -602,10 +602,21 @@ def _docker_time(text: str) -> datetime | None:
     return datetime.fromisoformat(text)
 
 
+PREPARED = "prepare: "  # how mlflowkit_server.prepare begins each line it prints (the image's plugin)
+
+
+def prepared_at(logs: str) -> datetime | None:
+    """When a server that prepares its stores as it starts printed its last line about them (`docker logs
+    --timestamps`), if it printed any."""
+    stamps = [line.split(" ", 1)[0] for line in logs.splitlines() if f" {PREPARED}" in line]
+    return _docker_time(stamps[-1]) if stamps else None
+
+
 def _phases(stack: Stack, began: datetime) -> dict[str, float]:
-    """Seconds from the start of `up` to each service's first passing healthcheck (one-shots: to their exit),
-    from `docker inspect` (the engine keeps the last five health results, so a phase is at most a few
-    healthcheck intervals late when a service was healthy long before the last one)."""
+    """Seconds from the start of `up` to each service's first passing healthcheck (one-shots: to their exit; a
+    server that prepares its stores: also to its last line about them), from `docker inspect` and `docker logs`
+    (the engine keeps the last five health results, so a phase is at most a few healthcheck intervals late when a
+    service was healthy long before the last one)."""
     ids = run(["docker", "ps", "--all", "--quiet", "--filter", f"label=com.docker.compose.project={stack.project}"],
               timeout=30).stdout.split()
     phases: dict[str, float] = {}
@@ -623,6 +634,10 @@ def _phases(stack: Stack, began: datetime) -> dict[str, float]:
             when = _docker_time(state.get("FinishedAt", ""))
         if when is not None:
             phases[names[service]] = (when - began).total_seconds()
+        logs = run(["docker", "logs", "--timestamps", info["Id"]], timeout=30)
+        prepared = prepared_at(logs.stdout + logs.stderr)
+        if prepared is not None:
+            phases[f"{service}: stores prepared"] = (prepared - began).total_seconds()
     return dict(sorted(phases.items(), key=lambda item: item[1]))
 
 

@@ -27,3 +27,21 @@ def test_cold_build_rebuilds_each_image_alone_without_the_cache_and_times_each_a
 def test_the_cold_build_is_asked_for_never_a_default():
     assert not run.choose_sizes(quick=False).cold_build and not run.choose_sizes(quick=True).cold_build
     assert run.choose_sizes(quick=True, cold_build=True).cold_build
+
+
+def test_the_boot_phase_of_a_server_that_prepares_its_stores_is_its_last_line_about_them(capsys):
+    import sys
+    from pathlib import Path
+
+    sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "stacks" / "images" / "mlflow" / "plugin"))
+    from mlflowkit_server import prepare
+
+    prepare.say("bucket mlflow created")
+    prepare.say("an empty database: MLflow's tables created at revision abc")
+    first, last = capsys.readouterr().out.splitlines()
+    logs = (f"2026-11-27T05:08:13.423076302Z {first}\n"
+            "2026-11-27T05:08:15.224532910Z 2026/11/27 05:08:15 INFO mlflow.store.db.utils: Creating tables...\n"
+            f"2026-11-27T05:08:16.503557832Z {last}\n"
+            "2026-11-27T05:08:18.253295071Z INFO:     Started server process [32]\n")
+    assert run.prepared_at(logs).isoformat() == "2026-11-27T05:08:16.503557+00:00"
+    assert run.prepared_at("2026-11-27T05:08:18.253295071Z INFO:     Started server process [32]\n") is None

@@ -23,7 +23,7 @@ def test_quick_bench_measures_every_section_and_writes_its_report(e2e_settings, 
     tracking = [f for f in figures if f["section"] == "tracking"]
     assert tracking and all(f["limit"] and f["ratio"] for f in tracking)
     boot = {f["case"] for f in figures if f["section"] == "boot"}
-    assert {"up --wait, total", "database ready", "S3 ready", "migrations done", "server serving"} <= boot
+    assert {"up --wait, total", "database ready", "S3 ready", "mlflow: stores prepared", "server serving"} <= boot
     assert data["machine"]["cores"] >= 1 and data["machine"]["mlflow"] == "3.17.2"
     assert "| tracking | postgres-s3 | batch 10, 1 client |" in table
     plots = {p.name for p in path.parent.glob("*.png")}

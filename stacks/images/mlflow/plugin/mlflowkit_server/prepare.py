@@ -10,7 +10,8 @@ for this MLflow; then, given ``mlflow <args>``, MLflow's CLI with them, in this 
 - ``MLFLOW_S3_ENDPOINT_URL`` and ``S3_BUCKET``: once S3 answers, the bucket is created if it is missing.
 
 A server started this way starts with its stores instead of after one-shots that prepare them: MLflow's CLI (about
-2 s to import) loads in a thread while the database and S3 come up. Each store is waited for at most
+2 s to import) loads in a thread while the database and S3 come up, and ``mlflow server`` serves in this process
+(:mod:`mlflowkit_server.in_process`). Each store is waited for at most
 ``MLFLOWKIT_STORES_WAIT`` seconds (default 60); then this exits 1 with the store's last error.
 """
 
@@ -141,8 +142,14 @@ def main(argv: list[str]) -> int:
     loaded.join()
     from mlflow.cli import cli
 
+    from mlflowkit_server import in_process
+
+    in_process.intercept()
     sys.argv = argv
-    return cli(argv[1:], prog_name="mlflow")
+    try:
+        return cli(argv[1:], prog_name="mlflow")
+    except in_process.Launch as launch:  # `mlflow server`, served here rather than by a second process
+        return in_process.serve(launch)
 
 
 if __name__ == "__main__":

@@ -1,0 +1,70 @@
+"""MLflow's tracking server in the process of ``mlflow server`` itself, instead of in a uvicorn process it spawns.
+
+``mlflow server`` (MLflow 3.17) imports MLflow's CLI, prepares the stores, then spawns ``python -m uvicorn …
+mlflow.server.fastapi_app:app`` and stays beside it only to forward signals and wait. That child imports MLflow a
+second time (about 1.7 s of CPU at every start, the cores shared with the stack's other services) and the parent
+holds ~230 MB for nothing. Started through :mod:`mlflowkit_server.prepare`, the CLI's spawn is intercepted: the
+command and environment MLflow built are kept, the CLI unwinds, and this process serves them with uvicorn's own
+command line (the app import then costs ~0.1 s: MLflow is loaded). ``mlflow.server``'s modules are imported again
+first, under the server's environment, because they read it at import (the security middleware, the Prometheus
+exporter).
+
+Only what this process can serve exactly as the child would is taken: uvicorn through this interpreter, not waited
+for, and no job runner to start beside it (MLflow starts one only when its job execution is enabled, and then its
+environment names the runner's queue). Anything else — gunicorn or waitress, older MLflow versions that wait for
+their server — is spawned by MLflow as before.
+"""
+
+from __future__ import annotations
+
+import gc
+import os
+import sys
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+UVICORN = [sys.executable, "-m", "uvicorn"]
+JOB_QUEUE = "_MLFLOW_HUEY_STORAGE_PATH"  # mlflow.server.constants.HUEY_STORAGE_PATH_ENV_VAR
+
+
+class Launch(BaseException):
+    """Raised in place of MLflow's spawn of its server (a BaseException: no ``except Exception`` on the way holds it)."""
+
+    def __init__(self, command: Sequence[str], env: Mapping[str, str]) -> None:
+        super().__init__(" ".join(command))
+        self.command, self.env = list(command), dict(env)
+
+
+def servable(command: Sequence[str], synchronous: bool, env: Mapping[str, str]) -> bool:
+    """Whether this process can serve ``command`` as MLflow's spawned child would."""
+    return list(command[:len(UVICORN)]) == UVICORN and not synchronous and JOB_QUEUE not in env
+
+
+def intercept() -> None:
+    """From now on, MLflow's server launcher raises :class:`Launch` where it would spawn a command :func:`servable`."""
+    import mlflow.server
+
+    spawn = getattr(mlflow.server, "_exec_cmd", None)
+    if spawn is None:
+        return
+
+    def exec_cmd(cmd: Any, *args: Any, **kwargs: Any) -> Any:
+        env = kwargs.get("extra_env") or {}
+        if isinstance(cmd, list | tuple) and servable(cmd, kwargs.get("synchronous", True), env):
+            raise Launch(cmd, env)
+        return spawn(cmd, *args, **kwargs)
+
+    mlflow.server._exec_cmd = exec_cmd
+
+
+def serve(launch: Launch) -> int:
+    """Run ``launch``'s uvicorn command line here, with its environment; returns when the server stops."""
+    os.environ.update(launch.env)
+    for name in [name for name in sys.modules if name == "mlflow.server" or name.startswith("mlflow.server.")]:
+        del sys.modules[name]
+    gc.collect()  # the CLI's copies of those modules, and the stores it opened with them
+    from uvicorn.main import main
+
+    args = launch.command[len(UVICORN):]
+    sys.argv = ["uvicorn", *args]
+    return main.main(args=args, prog_name="uvicorn")

@@ -1,0 +1,109 @@
+"""The server plugin's in-process launch (stacks/images/mlflow/plugin/mlflowkit_server/in_process.py) without an
+engine: which spawns it takes, what MLflow's real CLI hands it, and a real server started through it on this host
+(one process, MLflow's security middleware in place, a clean stop). Every stack's servers run it (tests/e2e)."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+import urllib.error
+import urllib.request
+from pathlib import Path
+
+import pytest
+
+PLUGIN = Path(__file__).resolve().parents[2] / "stacks" / "images" / "mlflow" / "plugin"
+sys.path.insert(0, str(PLUGIN))
+from mlflowkit_server import in_process  # noqa: E402
+
+UVICORN = [sys.executable, "-m", "uvicorn", "--port", "5000", "mlflow.server.fastapi_app:app"]
+
+
+@pytest.mark.parametrize(("command", "synchronous", "env", "taken"), [
+    (UVICORN, False, {}, True),                                     # MLflow 3.17's `mlflow server`
+    (UVICORN, True, {}, False),                                     # a launcher that waits for its child
+    (["gunicorn", "-b", "0.0.0.0:5000", "mlflow.server:app"], True, {}, False),  # MLflow 2.x
+    (["uvicorn", *UVICORN[3:]], False, {}, False),                  # another interpreter's uvicorn
+    (UVICORN, False, {in_process.JOB_QUEUE: "/dev/shm/x"}, False),  # a job runner starts beside it
+])
+def test_servable(command, synchronous, env, taken):
+    assert in_process.servable(command, synchronous, env) is taken
+
+
+def test_the_job_queue_variable_is_mlflows():
+    from mlflow.server.constants import HUEY_STORAGE_PATH_ENV_VAR
+
+    assert in_process.JOB_QUEUE == HUEY_STORAGE_PATH_ENV_VAR
+
+
+def test_mlflow_server_hands_its_uvicorn_command_to_this_process(tmp_path, monkeypatch):
+    import mlflow.server
+    from mlflow.cli import cli
+
+    monkeypatch.setattr(mlflow.server, "_exec_cmd", mlflow.server._exec_cmd)  # put back after the test
+    monkeypatch.setenv("MLFLOW_SERVER_ENABLE_JOB_EXECUTION", "false")
+    environ = dict(os.environ)
+    uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
+    in_process.intercept()
+    try:
+        with pytest.raises(in_process.Launch) as info:
+            cli.main(["server", "--backend-store-uri", uri, "--port", "5999", "--workers", "1"],
+                     prog_name="mlflow", standalone_mode=False)
+    finally:
+        os.environ.clear()
+        os.environ.update(environ)
+    launch = info.value
+    assert launch.command[:3] == in_process.UVICORN
+    assert launch.command[-1] == "mlflow.server.fastapi_app:app"
+    assert launch.command[launch.command.index("--port") + 1] == "5999"
+    assert launch.env["_MLFLOW_SERVER_FILE_STORE"] == uri
+
+
+def _get(url: str, host: str | None = None) -> int:
+    request = urllib.request.Request(url, headers={"Host": host} if host else {})
+    try:
+        with urllib.request.urlopen(request, timeout=5) as response:
+            return response.status
+    except urllib.error.HTTPError as exc:
+        return exc.code
+
+
+def test_a_server_started_through_the_plugin_serves_in_one_process(tmp_path):
+    from mlflowkit.serving import free_port
+
+    port = free_port()
+    env = {**os.environ, "PYTHONPATH": str(PLUGIN), "MLFLOW_SERVER_ENABLE_JOB_EXECUTION": "false"}
+    command = [sys.executable, "-m", "mlflowkit_server.prepare", "mlflow", "server", "--host", "127.0.0.1",
+               "--port", str(port), "--workers", "1", "--backend-store-uri", f"sqlite:///{tmp_path / 'mlflow.db'}"]
+    log = tmp_path / "server.log"
+    with log.open("wb") as out:
+        server = subprocess.Popen(command, env=env, cwd=tmp_path, stdout=out, stderr=subprocess.STDOUT)
+    try:
+        base = f"http://127.0.0.1:{port}"
+        deadline = time.monotonic() + 60
+        while True:
+            try:
+                if _get(f"{base}/health") == 200:
+                    break
+            except OSError:
+                pass
+            assert server.poll() is None, f"the server exited:\n{log.read_text()}"
+            assert time.monotonic() < deadline, f"no answer in 60 s:\n{log.read_text()}"
+            time.sleep(0.2)
+        children = Path(f"/proc/{server.pid}/task/{server.pid}/children").read_text().split()
+        assert children == [], f"the server spawned {children}:\n{log.read_text()}"
+        assert _get(f"{base}/api/2.0/mlflow/experiments/search?max_results=1") == 200
+        # mlflow.server read the server's environment when imported again: its Host check is in place.
+        assert _get(f"{base}/api/2.0/mlflow/experiments/search?max_results=1", host="evil.example") == 403
+        server.send_signal(signal.SIGTERM)
+        # uvicorn shuts down, then raises the signal again (as a container's PID 1 it is then ignored: exit 0).
+        assert server.wait(timeout=20) in (0, -signal.SIGTERM), log.read_text()
+        text = log.read_text()
+        assert f"Started server process [{server.pid}]" in text and "Application shutdown complete" in text
+    finally:
+        if server.poll() is None:
+            server.kill()
+            server.wait(timeout=10)

@@ -181,10 +181,8 @@ class Topology:
         """``host:port`` of each MLflow server inside the stack's network, what Prometheus scrapes; a server
         that listens on a port variable (the same number inside and out) at that variable's value in ``values``.
         A replicated server is its service's name: every replica answers it (Prometheus resolves them all)."""
-        servers = [replicas.service for replicas in self.replicas] or [
-            service for service in self.servers if service != self.balancer]
         targets = []
-        for service in servers:
+        for service in self.mlflow_servers:
             own = [port for port in self.ports if port.service == service and port.container_port is None]
             number = values.get(own[0].variable) or str(own[0].default) if own else str(SERVER_PORT)
             targets.append(f"{service}:{number}")
@@ -243,6 +241,11 @@ class Topology:
     def servers(self) -> tuple[str, ...]:
         """The long-running MLflow services (tracking, artifacts, UI): what stops while a store is replaced."""
         return tuple(service for service in self.services if service not in STORE_SERVICES)
+
+    @property
+    def mlflow_servers(self) -> tuple[str, ...]:
+        """The services that run `mlflow server` (a replicated topology's pools; not its balancer)."""
+        return tuple(r.service for r in self.replicas) or tuple(s for s in self.servers if s != self.balancer)
 
     @property
     def uses_s3(self) -> bool:

@@ -12,7 +12,7 @@ import pytest
 
 from mlflowkit.client import Client
 from mlflowkit.docker import run
-from mlflowkit.errors import KitError
+from mlflowkit.errors import CommandError, KitError
 from mlflowkit.stack import Stack
 from mlflowkit.topology import TOPOLOGIES
 from tests.e2e.conftest import _log, seed_env
@@ -121,6 +121,48 @@ def test_server_recovers_from_a_postgresql_restart_without_a_manual_step(stack):
           f"{'never' if recovered is None else f'{recovered:.1f} s'} after the restart began")
     assert recovered is not None, f"no write accepted within 60 s:\n{stack.logs(['mlflow'], tail=30)}"
     assert client.get_run(logged.run_id).data.metrics == {"before": 1.0, "after": 1.0}
+
+
+def test_a_server_started_while_postgresql_is_down_waits_for_it_then_serves(stack):
+    """A host's reboot order: the server starts before its database. It waits for it (the image's launcher,
+    mlflowkit_server.prepare) and serves once it answers, with nothing lost and no manual step."""
+    client = Client(stack.connection())
+    with client.run("fault-order") as logged:
+        logged.log_metrics({"before": 1.0})
+    database, server = container(stack, "postgres"), container(stack, "mlflow")
+    run(["docker", "stop", "--time", "10", database], timeout=60)
+    try:
+        run(["docker", "restart", "--time", "10", server], timeout=60)
+        time.sleep(3)  # the server is now waiting for the database (its limit is 60 s)
+        assert {s.service: s.state for s in stack.states()}["mlflow"] == "running", stack.logs(["mlflow"], tail=20)
+    finally:
+        run(["docker", "start", database], timeout=60)
+    waited = wait_healthy(stack, "mlflow", timeout=90)
+    print(f"\nserver started before its database: healthy {waited:.1f} s after the database started")
+    assert "prepare: schema at revision" in stack.logs(["mlflow"], tail=40)
+    logged.log_metrics({"after": 1.0})
+    assert client.get_run(logged.run_id).data.metrics == {"before": 1.0, "after": 1.0}
+
+
+@pytest.mark.parametrize(("store", "environment"), [
+    ("the database", {"MLFLOW_BACKEND_STORE_URI": "postgresql+psycopg2://mlflow:x@postgres.invalid:5432/mlflow"}),
+    ("S3", {"MLFLOW_S3_ENDPOINT_URL": "http://s3.invalid:8333", "S3_BUCKET": "mlflow",
+            "AWS_ACCESS_KEY_ID": "k", "AWS_SECRET_ACCESS_KEY": "s"}),
+])
+def test_a_server_whose_store_never_answers_exits_with_one_line(store, environment, e2e_settings):
+    """Past MLFLOWKIT_STORES_WAIT the launcher gives up: exit 1, its last line names the store and the error
+    (the stack's restart policy then starts it again; `up --wait` reports it at the healthcheck's limit)."""
+    from mlflowkit import images
+
+    image = images.names(e2e_settings, "mlflow")[0]
+    variables = [arg for key, value in {**environment, "MLFLOWKIT_STORES_WAIT": "2"}.items()
+                 for arg in ("--env", f"{key}={value}")]
+    with pytest.raises(CommandError) as info:
+        run(["docker", "run", "--rm", "--network", "none", *variables, image, "python", "-m",
+             "mlflowkit_server.prepare", "mlflow", "server", "--host", "0.0.0.0", "--port", "5000"], timeout=120)
+    assert info.value.returncode == 1, info.value
+    last = info.value.stderr.strip().splitlines()[-1]
+    assert last.startswith(f"prepare: {store} did not answer in 2 s: "), info.value.stderr
 
 
 def _load_worker(uri: str, run_id: str, seconds: float, batch: int, queue) -> None:

@@ -9,6 +9,7 @@ from pathlib import Path
 import pytest
 
 from mlflowkit.client import Client
+from mlflowkit.docker import run
 from mlflowkit.errors import KitError
 from mlflowkit.settings import Settings
 from mlflowkit.topology import TOPOLOGIES, ArtifactMode
@@ -39,6 +40,18 @@ def assert_missing_s3_keys_are_explained(stack) -> None:
     assert "AWS_ACCESS_KEY_ID" in (info.value.hint or "")
 
 
+def assert_each_server_is_one_process(stack) -> None:
+    """The image's launcher (mlflowkit_server.in_process) serves MLflow in the process of `mlflow server` itself:
+    with one worker, each server container runs one process, not the CLI waiting beside a uvicorn child."""
+    for service in stack.topology.mlflow_servers:
+        ids = run(["docker", "ps", "--quiet", "--filter", f"label=com.docker.compose.project={stack.project}",
+                   "--filter", f"label=com.docker.compose.service={service}"], timeout=30).stdout.split()
+        assert ids, f"no running {service} container"
+        for container in ids:
+            rows = run(["docker", "top", container], timeout=30).stdout.strip().splitlines()[1:]
+            assert len(rows) == 1, f"{service} runs {len(rows)} processes:\n" + "\n".join(rows)
+
+
 @pytest.fixture
 def no_ambient_aws(monkeypatch, tmp_path):
     """Nothing from this machine's AWS set-up may stand in for the keys a test withholds."""
@@ -56,6 +69,7 @@ def test_stack_validates_and_keeps_its_data_across_down_and_up(name, make_stack)
     stack.up()
     first = validate_isolated(stack)
     assert_passed(first, stack)
+    assert_each_server_is_one_process(stack)
     if stack.topology.client_needs_s3_credentials:
         assert_missing_s3_keys_are_explained(stack)
 

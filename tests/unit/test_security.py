@@ -85,7 +85,7 @@ def allowed_hosts(model: dict) -> dict[str, list[str]]:
     lists = {}
     for service, spec in model["services"].items():
         command = spec.get("command") or []
-        if command[:3] == ["python", "-m", "mlflowkit_server.prepare"]:  # the stores prepared, then MLflow's CLI
+        if command[:2] == ["python", "-m"] and command[2].startswith("mlflowkit_server."):  # the image's launcher
             command = command[3:]
         if command[:2] != ["mlflow", "server"]:
             continue

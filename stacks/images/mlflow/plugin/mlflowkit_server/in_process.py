@@ -1,9 +1,10 @@
-"""MLflow's tracking server in the process of ``mlflow server`` itself, instead of in a uvicorn process it spawns.
+"""``python -m mlflowkit_server.in_process mlflow <args>``: MLflow's CLI, with ``mlflow server`` serving in this
+process instead of in a uvicorn process it spawns. (:mod:`mlflowkit_server.prepare` ends the same way.)
 
 ``mlflow server`` (MLflow 3.17) imports MLflow's CLI, prepares the stores, then spawns ``python -m uvicorn …
 mlflow.server.fastapi_app:app`` and stays beside it only to forward signals and wait. That child imports MLflow a
 second time (about 1.7 s of CPU at every start, the cores shared with the stack's other services) and the parent
-holds ~230 MB for nothing. Started through :mod:`mlflowkit_server.prepare`, the CLI's spawn is intercepted: the
+holds ~150 MB for nothing. Started through this module, the CLI's spawn is intercepted: the
 command and environment MLflow built are kept, the CLI unwinds, and this process serves them with uvicorn's own
 command line (the app import then costs ~0.1 s: MLflow is loaded). ``mlflow.server``'s modules are imported again
 first, under the server's environment, because they read it at import (the security middleware, the Prometheus
@@ -68,3 +69,21 @@ def serve(launch: Launch) -> int:
     args = launch.command[len(UVICORN):]
     sys.argv = ["uvicorn", *args]
     return main.main(args=args, prog_name="uvicorn")
+
+
+def main(argv: list[str]) -> int:
+    """``argv``: ``mlflow <args>``, run by MLflow's CLI as the ``mlflow`` script would, its server in this process."""
+    if not argv or argv[0] != "mlflow":
+        raise SystemExit("usage: python -m mlflowkit_server.in_process mlflow <args>")
+    from mlflow.cli import cli
+
+    intercept()
+    sys.argv = argv
+    try:
+        return cli(argv[1:], prog_name="mlflow")
+    except Launch as launch:
+        return serve(launch)
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))

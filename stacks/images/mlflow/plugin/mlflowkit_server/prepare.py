@@ -140,16 +140,9 @@ def main(argv: list[str]) -> int:
     if not argv:
         return 0
     loaded.join()
-    from mlflow.cli import cli
-
     from mlflowkit_server import in_process
 
-    in_process.intercept()
-    sys.argv = argv
-    try:
-        return cli(argv[1:], prog_name="mlflow")
-    except in_process.Launch as launch:  # `mlflow server`, served here rather than by a second process
-        return in_process.serve(launch)
+    return in_process.main(argv)
 
 
 if __name__ == "__main__":

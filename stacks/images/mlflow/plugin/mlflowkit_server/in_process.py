@@ -58,15 +58,15 @@ def intercept() -> None:
     mlflow.server._exec_cmd = exec_cmd
 
 
-def serve(launch: Launch) -> int:
-    """Run ``launch``'s uvicorn command line here, with its environment; returns when the server stops."""
-    os.environ.update(launch.env)
+def serve(command: Sequence[str], env: Mapping[str, str]) -> int:
+    """Run a :class:`Launch`'s uvicorn command line here, with its environment; returns when the server stops."""
+    os.environ.update(env)
     for name in [name for name in sys.modules if name == "mlflow.server" or name.startswith("mlflow.server.")]:
         del sys.modules[name]
     gc.collect()  # the CLI's copies of those modules, and the stores it opened with them
     from uvicorn.main import main
 
-    args = launch.command[len(UVICORN):]
+    args = list(command[len(UVICORN):])
     sys.argv = ["uvicorn", *args]
     return main.main(args=args, prog_name="uvicorn")
 
@@ -82,7 +82,9 @@ def main(argv: list[str]) -> int:
     try:
         return cli(argv[1:], prog_name="mlflow")
     except Launch as launch:
-        return serve(launch)
+        command, env = launch.command, launch.env
+    # Outside the handler: the exception, and with it the CLI's frames, are gone before the server starts.
+    return serve(command, env)
 
 
 if __name__ == "__main__":

@@ -33,6 +33,14 @@ def test_servable(command, synchronous, env, taken):
     assert in_process.servable(command, synchronous, env) is taken
 
 
+@pytest.mark.parametrize(("module", "again"), [
+    ("mlflow.server", True), ("mlflow.server.auth", True), ("prometheus_client.values", True),
+    ("prometheus_flask_exporter", True), ("mlflow.store.db.utils", False), ("mlflow.serverless", False),
+])
+def test_what_is_imported_again_under_the_servers_environment(module, again):
+    assert in_process.reimported(module) is again
+
+
 def test_the_job_queue_variable_is_mlflows():
     from mlflow.server.constants import HUEY_STORAGE_PATH_ENV_VAR
 
@@ -62,16 +70,18 @@ def test_mlflow_server_hands_its_uvicorn_command_to_this_process(tmp_path, monke
     assert launch.env["_MLFLOW_SERVER_FILE_STORE"] == uri
 
 
-def _get(url: str, host: str | None = None) -> int:
+def _get(url: str, host: str | None = None) -> tuple[int, str]:
     request = urllib.request.Request(url, headers={"Host": host} if host else {})
     try:
         with urllib.request.urlopen(request, timeout=5) as response:
-            return response.status
+            return response.status, response.read().decode()
     except urllib.error.HTTPError as exc:
-        return exc.code
+        return exc.code, ""
 
 
 def test_a_server_started_through_the_plugin_serves_in_one_process(tmp_path):
+    """Without --app-name basic-auth and --expose-prometheus, whose packages this client does not install: the
+    server image runs both (tests/e2e/test_in_process.py)."""
     from mlflowkit.serving import free_port
 
     port = free_port()
@@ -86,7 +96,7 @@ def test_a_server_started_through_the_plugin_serves_in_one_process(tmp_path):
         deadline = time.monotonic() + 60
         while True:
             try:
-                if _get(f"{base}/health") == 200:
+                if _get(f"{base}/health")[0] == 200:
                     break
             except OSError:
                 pass
@@ -95,9 +105,10 @@ def test_a_server_started_through_the_plugin_serves_in_one_process(tmp_path):
             time.sleep(0.2)
         children = Path(f"/proc/{server.pid}/task/{server.pid}/children").read_text().split()
         assert children == [], f"the server spawned {children}:\n{log.read_text()}"
-        assert _get(f"{base}/api/2.0/mlflow/experiments/search?max_results=1") == 200
+        search = f"{base}/api/2.0/mlflow/experiments/search?max_results=1"
+        assert _get(search)[0] == 200
         # mlflow.server read the server's environment when imported again: its Host check is in place.
-        assert _get(f"{base}/api/2.0/mlflow/experiments/search?max_results=1", host="evil.example") == 403
+        assert _get(search, host="evil.example")[0] == 403
         server.send_signal(signal.SIGTERM)
         # uvicorn shuts down, then raises the signal again (as a container's PID 1 it is then ignored: exit 0).
         assert server.wait(timeout=20) in (0, -signal.SIGTERM), log.read_text()

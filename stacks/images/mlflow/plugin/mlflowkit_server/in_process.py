@@ -6,9 +6,10 @@ mlflow.server.fastapi_app:app`` and stays beside it only to forward signals and 
 second time (about 1.7 s of CPU at every start, the cores shared with the stack's other services) and the parent
 holds ~150 MB for nothing. Started through this module, the CLI's spawn is intercepted: the
 command and environment MLflow built are kept, the CLI unwinds, and this process serves them with uvicorn's own
-command line (the app import then costs ~0.1 s: MLflow is loaded). ``mlflow.server``'s modules are imported again
-first, under the server's environment, because they read it at import (the security middleware, the Prometheus
-exporter).
+command line (the app import then costs ~0.1 s: MLflow is loaded). The packages that read the server's environment
+at import (:data:`REIMPORTED`) are imported again first, under that environment: ``mlflow.server`` (its security
+middleware, its Prometheus exporter), and ``prometheus_client`` with its Flask exporter (whether metrics go to the
+multiprocess directory; and a fresh default registry, where ``mlflow.server`` registers its metrics again).
 
 Only what this process can serve exactly as the child would is taken: uvicorn through this interpreter, not waited
 for, and no job runner to start beside it (MLflow starts one only when its job execution is enabled, and then its
@@ -26,6 +27,7 @@ from typing import Any
 
 UVICORN = [sys.executable, "-m", "uvicorn"]
 JOB_QUEUE = "_MLFLOW_HUEY_STORAGE_PATH"  # mlflow.server.constants.HUEY_STORAGE_PATH_ENV_VAR
+REIMPORTED = ("mlflow.server", "prometheus_client", "prometheus_flask_exporter")
 
 
 class Launch(BaseException):
@@ -58,10 +60,14 @@ def intercept() -> None:
     mlflow.server._exec_cmd = exec_cmd
 
 
+def reimported(module: str) -> bool:
+    return any(module == package or module.startswith(f"{package}.") for package in REIMPORTED)
+
+
 def serve(command: Sequence[str], env: Mapping[str, str]) -> int:
     """Run a :class:`Launch`'s uvicorn command line here, with its environment; returns when the server stops."""
     os.environ.update(env)
-    for name in [name for name in sys.modules if name == "mlflow.server" or name.startswith("mlflow.server.")]:
+    for name in [name for name in sys.modules if reimported(name)]:
         del sys.modules[name]
     gc.collect()  # the CLI's copies of those modules, and the stores it opened with them
     from uvicorn.main import main

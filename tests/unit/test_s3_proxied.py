@@ -266,16 +266,25 @@ def test_every_other_case_is_mlflows_own_endpoint(app, s3, monkeypatch, case):
 
 def test_the_hook_installs_when_mlflow_imports_the_router():
     """In a fresh interpreter, as the image's .pth does it: the app MLflow builds answers GET with the kit's
-    endpoint (and PUT with MLflow's)."""
+    endpoint (and PUT with MLflow's); again when the launcher imports mlflow.server a second time
+    (mlflowkit_server.in_process), as it does under `--app-name basic-auth`, whose CLI imports the app first."""
     import subprocess
 
-    probe = ("import mlflowkit_server.streaming\n"
-             "from mlflow.server.artifact_router import artifact_router\n"
-             "from mlflow.server.fastapi_app import app\n"
-             "print(sorted((sorted(r.methods)[0], r.endpoint.__module__) for r in artifact_router.routes))\n")
+    probe = ("import sys\n"
+             "import mlflowkit_server.streaming\n"
+             "from mlflowkit_server import in_process\n"
+             "def routes():\n"
+             "    from mlflow.server.artifact_router import artifact_router\n"
+             "    from mlflow.server.fastapi_app import app\n"
+             "    return sorted((sorted(r.methods)[0], r.endpoint.__module__) for r in artifact_router.routes)\n"
+             "print(routes())\n"
+             "for name in [name for name in sys.modules if in_process.reimported(name)]:\n"
+             "    del sys.modules[name]\n"
+             "print(routes())\n")
     plugin = str(Path(s3_proxied.__file__).resolve().parents[1])
     done = subprocess.run([sys.executable, "-W", "ignore", "-c", probe], capture_output=True, text=True,
                           timeout=120, env={**os.environ, "PYTHONPATH": plugin})
     assert done.returncode == 0, done.stderr[-2000:]
     ours, theirs = "mlflowkit_server.streaming", "mlflow.server.artifact_router"
-    assert done.stdout.split("\n")[-2] == str([("GET", ours), ("GET", ours), ("PUT", theirs), ("PUT", theirs)])
+    expected = str([("GET", ours), ("GET", ours), ("PUT", theirs), ("PUT", theirs)])
+    assert done.stdout.splitlines()[-2:] == [expected, expected], done.stdout[-2000:]

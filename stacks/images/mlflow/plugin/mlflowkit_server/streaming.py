@@ -4,7 +4,7 @@ MLflow 3.17's download route (``mlflow.server.artifact_router.download_artifact`
 artifact into a temporary directory, then sends the file: every byte is written and read back on the server, and
 the client waits for the full S3 transfer before its first byte. Repositories have no streaming hook for downloads
 (uploads have ``StreamUploadMixin``, which :mod:`mlflowkit_server.s3_proxied` implements), so this module gives the
-route one: when MLflow's ``artifact_router`` module is first imported (before the app includes its routes), the
+route one: whenever MLflow's ``artifact_router`` module is imported (before the app includes its routes), the
 GET routes' endpoint becomes the one :func:`install` makes, which streams objects of the kit's ``s3-proxied://``
 repository straight from S3 (4 MiB at a time, the next one read while this one is sent; ``Content-Length`` from
 S3) and hands every other case — another repository, serving off, a missing object, a directory — to MLflow's own
@@ -92,7 +92,8 @@ class _InstallAfterImport(importlib.abc.MetaPathFinder):
     def find_spec(self, name: str, path: Sequence[str] | None, target: ModuleType | None = None):
         if name != TARGET:
             return None
-        sys.meta_path.remove(self)  # once; and the other finders below find the real module
+        # Every time, not once: the launcher imports mlflow.server again under the server's environment
+        # (mlflowkit_server.in_process), and `--app-name basic-auth` has the CLI import the app before that.
         spec = importlib.machinery.PathFinder.find_spec(name, path)
         if spec is not None and spec.loader is not None:
             spec.loader = _Loader(spec.loader)

@@ -51,7 +51,10 @@ def test_mlflow_server_hands_its_uvicorn_command_to_this_process(tmp_path, monke
     import mlflow.server
     from mlflow.cli import cli
 
-    monkeypatch.setattr(mlflow.server, "_exec_cmd", mlflow.server._exec_cmd)  # put back after the test
+    def spawn(cmd, *args, **kwargs):  # MLflow's own spawn, reached only if the launcher does not take the command
+        raise AssertionError(f"MLflow would spawn its server itself: {cmd}")
+
+    monkeypatch.setattr(mlflow.server, "_exec_cmd", spawn)  # MLflow's put back after the test
     monkeypatch.setenv("MLFLOW_SERVER_ENABLE_JOB_EXECUTION", "false")
     environ = dict(os.environ)
     uri = f"sqlite:///{tmp_path / 'mlflow.db'}"

@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
-# `make lint`: ruff over mlflowkit and tests, mypy over mlflowkit/ (mypy.ini), shellcheck over every tracked shell
-# script, hadolint over every tracked Dockerfile (.hadolint.yaml). Runs every checker, then exits 1 if any of them
-# found something. The checkers come from the venv at $VENV (default .venv), installed by the dev extra.
+# `make lint`: ruff over mlflowkit, tests and the server image's plugin, mypy over mlflowkit/ (mypy.ini), shellcheck
+# over every tracked shell script, hadolint over every tracked Dockerfile (.hadolint.yaml). Runs every checker, then
+# exits 1 if any of them found something. The checkers come from the venv at $VENV (default .venv), installed by the
+# dev extra.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 venv=${VENV:-.venv}
@@ -45,7 +46,7 @@ check() {  # check NAME COMMAND...: run one checker; remember its name if it fai
   echo "lint: $name" >&2
   "$@" || failed+=("$name")
 }
-check ruff "$bin/ruff" check mlflowkit tests
+check ruff "$bin/ruff" check mlflowkit tests stacks/images/mlflow/plugin
 check mypy "$bin/mypy" --config-file mypy.ini --cache-dir "$venv/.mypy_cache" mlflowkit
 check shellcheck "$bin/shellcheck" "${scripts[@]}"
 check hadolint "$bin/hadolint" --config .hadolint.yaml --no-color "${dockerfiles[@]}"

@@ -31,7 +31,8 @@ REIMPORTED = ("mlflow.server", "prometheus_client", "prometheus_flask_exporter")
 
 
 class Launch(BaseException):
-    """Raised in place of MLflow's spawn of its server (a BaseException: no ``except Exception`` on the way holds it)."""
+    """Raised in place of MLflow's spawn of its server (a BaseException: no ``except Exception`` on the way holds
+    it)."""
 
     def __init__(self, command: Sequence[str], env: Mapping[str, str]) -> None:
         super().__init__(" ".join(command))

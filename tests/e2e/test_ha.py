@@ -143,11 +143,11 @@ class Running(list):
 
 
 @contextmanager
-def load(stack: Stack, label: str) -> Iterator[Running]:
-    """WORKERS client processes logging through the load balancer for the block; the outcome is appended to the
+def load(stack: Stack, label: str, workers: int = WORKERS) -> Iterator[Running]:
+    """``workers`` client processes logging through the load balancer for the block; the outcome is appended to the
     yielded list once they have stopped and the stored rows are counted."""
     api = Api.of(stack)
-    runs = [api.new_run(f"ha-{label}") for _ in range(WORKERS)]
+    runs = [api.new_run(f"ha-{label}") for _ in range(workers)]
     ctx = multiprocessing.get_context("spawn")
     stop, queue, progress = ctx.Event(), ctx.Queue(), ctx.Value("i", 0)
     procs = [ctx.Process(target=_load, args=(api, run_id, artifacts, stop, queue, progress))
@@ -165,9 +165,9 @@ def load(stack: Stack, label: str) -> Iterator[Running]:
         assert progress.value >= target, f"the load made {progress.value} calls, not {target}, in {timeout:.0f} s"
 
     try:
-        calls_beyond(4 * WORKERS, timeout=120)
+        calls_beyond(4 * workers, timeout=120)
         yield result
-        calls_beyond(4 * WORKERS, timeout=120)
+        calls_beyond(4 * workers, timeout=120)
     finally:
         stop.set()
         reports = [queue.get(timeout=120) for _ in procs]
@@ -292,6 +292,32 @@ def test_killed_tracking_replica_under_load_fails_no_call_and_loses_no_write(sta
     assert result.failures == []
     assert result.acked > 0 and result.stored == result.acked
     assert check_downloads(stack, result.uploads) == []
+
+
+def test_one_tracking_replica_takes_more_writers_than_its_database_pool(stack):
+    """Replica #2 stopped, so replica #1 takes every writer: more at once than its pool's connections
+    (MLFLOW_DB_POOL_SIZE + MLFLOW_DB_MAX_OVERFLOW), each log-batch needing two of them. Without the image's session
+    gate (mlflowkit_server.sessions) the pool ran dry: calls waited 30 s and failed (the bench's 2 rows/s)."""
+    env = stack.env()
+    writers = 8
+    assert writers > int(env.get("MLFLOW_DB_POOL_SIZE", "2")) + int(env.get("MLFLOW_DB_MAX_OVERFLOW", "3"))
+    second = faults.container(stack, "mlflow", 2)
+    faults.stop(second, grace=10)
+    try:
+        faults.wait_out_of_pool(stack, "mlflow #2", 30)
+        with load(stack, "one-replica", workers=writers) as outcome:
+            began = time.monotonic()
+            while outcome.acknowledged < 25 * writers and time.monotonic() - began < 60:
+                time.sleep(0.5)
+    finally:
+        faults.start(second)
+        faults.wait_in_pool(stack, "mlflow #2", 120)
+    result = outcome[0]
+    print(f"\none tracking replica, {writers} writers: {result.seconds:.0f} s, {result.acked} metric rows "
+          f"acknowledged ({result.acked / result.seconds:.0f}/s), {result.stored} stored, "
+          f"{len(result.failures)} failed calls")
+    assert result.failures == []
+    assert result.acked > 0 and result.stored == result.acked and result.lost == []
 
 
 def test_rolling_restart_of_every_replica_under_load_fails_no_call(stack):

@@ -18,12 +18,12 @@ MLflow images have no such module: nothing happens there).
 from __future__ import annotations
 
 import asyncio
-import importlib.abc
-import importlib.machinery
 import sys
-from collections.abc import AsyncIterator, Callable, Sequence
+from collections.abc import AsyncIterator, Callable
 from types import ModuleType
 from typing import Any
+
+from mlflowkit_server import after_import
 
 TARGET = "mlflow.server.artifact_router"
 CHUNK = 4 * 1024 * 1024
@@ -86,31 +86,5 @@ async def _chunks(body: Any) -> AsyncIterator[bytes]:
         body.close()
 
 
-class _InstallAfterImport(importlib.abc.MetaPathFinder):
-    """Finds nothing itself: wraps the loader of TARGET so that :func:`install` runs right after it executes."""
-
-    def find_spec(self, name: str, path: Sequence[str] | None, target: ModuleType | None = None):
-        if name != TARGET:
-            return None
-        # Every time, not once: the launcher imports mlflow.server again under the server's environment
-        # (mlflowkit_server.in_process), and `--app-name basic-auth` has the CLI import the app before that.
-        spec = importlib.machinery.PathFinder.find_spec(name, path)
-        if spec is not None and spec.loader is not None:
-            spec.loader = _Loader(spec.loader)
-        return spec
-
-
-class _Loader(importlib.abc.Loader):
-    def __init__(self, loader: importlib.abc.Loader) -> None:
-        self.loader = loader
-
-    def create_module(self, spec):
-        return self.loader.create_module(spec)
-
-    def exec_module(self, module: ModuleType) -> None:
-        self.loader.exec_module(module)
-        install(module)
-
-
-if TARGET not in sys.modules:
-    sys.meta_path.insert(0, _InstallAfterImport())
+if TARGET not in sys.modules:  # imported before this module (not so in the image): its app is built already
+    after_import.register(TARGET, install)

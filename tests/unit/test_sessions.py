@@ -1,0 +1,123 @@
+"""The server plugin's session gate (stacks/images/mlflow/plugin/mlflowkit_server/sessions.py) on MLflow's real SQL
+stores (SQLite, no engine), each run in a fresh interpreter that loads the plugin first, as the image's .pth does:
+more writers than the pool has connections exhaust it without the gate (the cause), every write lands with it, and
+no request of the stores nests its sessions deeper than the gate assumes."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+PLUGIN = Path(__file__).resolve().parents[2] / "stacks" / "images" / "mlflow" / "plugin"
+sys.path.insert(0, str(PLUGIN))
+from mlflowkit_server import sessions  # noqa: E402
+
+# WRITERS threads, each logging CALLS batches (a param, a metric, a tag) to its own run at once, through a tracking
+# store whose pool holds 2 connections and gives up on a connection after 1 s. Prints what was acknowledged, what
+# the database holds, and the errors.
+WRITERS_SCRIPT = """
+import json, os, sys, tempfile, threading
+if sys.argv[1] == "gated":
+    import mlflowkit_server.sessions
+from mlflow.entities import Metric, Param, RunTag
+from mlflow.store.tracking.sqlalchemy_store import SqlAlchemyStore
+writers, calls = int(sys.argv[2]), int(sys.argv[3])
+root = tempfile.mkdtemp()
+store = SqlAlchemyStore(f"sqlite:///{root}/mlflow.db", f"{root}/artifacts")
+store.engine.pool._timeout = 1.0
+experiment = store.create_experiment("writers")
+runs = [store.create_run(experiment, "u", 0, [], f"r{i}").info.run_id for i in range(writers)]
+start, acked, errors = threading.Barrier(writers), [], []
+def write(run_id):
+    start.wait()
+    for step in range(calls):
+        try:
+            batch = [Metric("loss", step, 0, step)], [Param(f"p{step}", "v")], [RunTag(f"t{step}", "v")]
+            store.log_batch(run_id, *batch)
+            acked.append(run_id)
+        except Exception as error:
+            errors.append(str(error).splitlines()[0][:200])
+threads = [threading.Thread(target=write, args=(run_id,), daemon=True) for run_id in runs]
+for thread in threads:
+    thread.start()
+for thread in threads:
+    thread.join(timeout=120)
+stored = sum(len(store.get_metric_history(run_id, "loss")) for run_id in runs)
+print(json.dumps({"pool": store.engine.pool.size() + store.engine.pool._max_overflow, "acked": len(acked),
+                  "stored": stored, "errors": errors[:3], "hung": sum(t.is_alive() for t in threads)}))
+"""
+
+
+def run(script: str, *args: str) -> dict:
+    env = {**os.environ, "PYTHONPATH": str(PLUGIN), "MLFLOW_SQLALCHEMYSTORE_POOL_SIZE": "1",
+           "MLFLOW_SQLALCHEMYSTORE_MAX_OVERFLOW": "1"}
+    done = subprocess.run([sys.executable, "-W", "ignore", "-c", script, *args], capture_output=True, text=True,
+                          timeout=240, env=env)
+    assert done.returncode == 0, done.stderr[-3000:]
+    return json.loads(done.stdout.splitlines()[-1])
+
+
+def test_more_writers_than_connections_exhaust_mlflows_pool_without_the_gate():
+    """The cause: each log_batch holds a connection and asks for a second; 4 writers hold both of the pool's."""
+    result = run(WRITERS_SCRIPT, "plain", "4", "3")
+    assert result["pool"] == 2
+    assert result["errors"], result
+    assert any("QueuePool limit" in error for error in result["errors"]), result
+    assert result["acked"] < 4 * 3
+
+
+def test_with_the_gate_every_write_is_acknowledged_and_stored():
+    result = run(WRITERS_SCRIPT, "gated", "8", "10")
+    assert (result["errors"], result["hung"]) == ([], 0), result
+    assert (result["acked"], result["stored"]) == (80, 80), result
+
+
+# A tracking and a registry store on one SQLite file, the requests of a training run and a model's registration,
+# one thread: the most sessions that thread held at once, per store.
+NESTING_SCRIPT = """
+import json, tempfile
+import mlflowkit_server.sessions
+from mlflow.entities import Metric, Param, RunTag, RunStatus
+from mlflow.store.model_registry.sqlalchemy_store import SqlAlchemyStore as Registry
+from mlflow.store.tracking.sqlalchemy_store import SqlAlchemyStore as Tracking
+from mlflowkit_server.sessions import Gate
+root = tempfile.mkdtemp()
+uri = f"sqlite:///{root}/mlflow.db"
+tracking, registry = Tracking(uri, f"{root}/artifacts"), Registry(uri)
+experiment = tracking.create_experiment("nesting", tags=[])
+run = tracking.create_run(experiment, "u", 0, [RunTag("a", "b")], "run")
+run_id = run.info.run_id
+tracking.log_batch(run_id, [Metric("m", 1.0, 0, 0), Metric("m", 2.0, 0, 1)], [Param("p", "1")], [RunTag("t", "1")])
+tracking.log_metric(run_id, Metric("n", 1.0, 0, 0))
+tracking.log_param(run_id, Param("q", "2"))
+tracking.set_tag(run_id, RunTag("u", "2"))
+tracking.update_run_info(run_id, RunStatus.FINISHED, 1, "run")
+tracking.search_runs([experiment], "metrics.m > 0", 1, 10)
+tracking.get_metric_history(run_id, "m")
+registry.create_registered_model("model")
+version = registry.create_model_version("model", f"{root}/artifacts/model", run_id=run_id)
+registry.set_registered_model_alias("model", "champion", version.version)
+registry.get_model_version_by_alias("model", "champion")
+registry.search_model_versions("name='model'")
+tracking.delete_run(run_id)
+print(json.dumps({"tracking": Gate.of(tracking.engine).deepest, "registry": Gate.of(registry.engine).deepest}))
+"""
+
+
+def test_no_request_nests_sessions_deeper_than_the_gate_assumes():
+    deepest = run(NESTING_SCRIPT)
+    assert deepest["tracking"] == sessions.NESTING, deepest  # log_batch nests: the gate is needed
+    assert 1 <= deepest["registry"] <= sessions.NESTING, deepest
+
+
+def test_a_pool_that_bounds_nothing_gets_no_gate():
+    from sqlalchemy import create_engine
+    from sqlalchemy.pool import NullPool, QueuePool
+
+    assert sessions.Gate.of(create_engine("sqlite://", poolclass=NullPool)) is None
+    assert sessions.Gate.of(create_engine("sqlite://", poolclass=QueuePool, max_overflow=-1)) is None
+    bounded = sessions.Gate.of(create_engine("sqlite://", poolclass=QueuePool, pool_size=2, max_overflow=3))
+    assert bounded is not None and bounded.places == 5 // sessions.NESTING

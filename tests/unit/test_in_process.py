@@ -4,6 +4,7 @@ engine: which spawns it takes, what MLflow's real CLI hands it, and a real serve
 
 from __future__ import annotations
 
+import json
 import os
 import signal
 import subprocess
@@ -11,6 +12,8 @@ import sys
 import time
 import urllib.error
 import urllib.request
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
@@ -20,6 +23,8 @@ sys.path.insert(0, str(PLUGIN))
 from mlflowkit_server import in_process  # noqa: E402
 
 UVICORN = [sys.executable, "-m", "uvicorn", "--port", "5000", "mlflow.server.fastapi_app:app"]
+# As in the image, where /opt/mlflow/bin is on PATH: this interpreter's scripts (uvicorn) are found first.
+THIS_PYTHONS_PATH = f"{Path(sys.executable).parent}:{os.environ.get('PATH', '')}"
 
 
 @pytest.mark.parametrize(("command", "synchronous", "env", "taken"), [
@@ -82,24 +87,19 @@ def _get(url: str, host: str | None = None) -> tuple[int, str]:
         return exc.code, ""
 
 
-def test_a_server_started_through_the_plugin_serves_in_one_process(tmp_path):
-    """Without --app-name basic-auth and --expose-prometheus, whose packages this client does not install: the
-    server image runs both (tests/e2e/test_in_process.py)."""
-    from mlflowkit.serving import free_port
-
-    port = free_port()
-    env = {**os.environ, "PYTHONPATH": str(PLUGIN), "MLFLOW_SERVER_ENABLE_JOB_EXECUTION": "false"}
-    command = [sys.executable, "-m", "mlflowkit_server.prepare", "mlflow", "server", "--host", "127.0.0.1",
-               "--port", str(port), "--workers", "1", "--backend-store-uri", f"sqlite:///{tmp_path / 'mlflow.db'}"]
+@contextmanager
+def launched(args: list[str], ready: str, tmp_path: Path, **env: str) -> Iterator[str]:
+    """``python -m <args>`` with the plugin on the path, until ``ready`` (a URL) answers 200; yields it with the
+    process checked to have no child. Afterwards: SIGTERM, and a clean uvicorn shutdown of this very process."""
     log = tmp_path / "server.log"
     with log.open("wb") as out:
-        server = subprocess.Popen(command, env=env, cwd=tmp_path, stdout=out, stderr=subprocess.STDOUT)
+        server = subprocess.Popen([sys.executable, "-m", *args], env={**os.environ, "PYTHONPATH": str(PLUGIN), **env},
+                                  cwd=tmp_path, stdout=out, stderr=subprocess.STDOUT)
     try:
-        base = f"http://127.0.0.1:{port}"
         deadline = time.monotonic() + 60
         while True:
             try:
-                if _get(f"{base}/health")[0] == 200:
+                if _get(ready)[0] == 200:
                     break
             except OSError:
                 pass
@@ -108,10 +108,7 @@ def test_a_server_started_through_the_plugin_serves_in_one_process(tmp_path):
             time.sleep(0.2)
         children = Path(f"/proc/{server.pid}/task/{server.pid}/children").read_text().split()
         assert children == [], f"the server spawned {children}:\n{log.read_text()}"
-        search = f"{base}/api/2.0/mlflow/experiments/search?max_results=1"
-        assert _get(search)[0] == 200
-        # mlflow.server read the server's environment when imported again: its Host check is in place.
-        assert _get(search, host="evil.example")[0] == 403
+        yield ready
         server.send_signal(signal.SIGTERM)
         # uvicorn shuts down, then raises the signal again (as a container's PID 1 it is then ignored: exit 0).
         assert server.wait(timeout=20) in (0, -signal.SIGTERM), log.read_text()
@@ -121,3 +118,60 @@ def test_a_server_started_through_the_plugin_serves_in_one_process(tmp_path):
         if server.poll() is None:
             server.kill()
             server.wait(timeout=10)
+
+
+def test_a_server_started_through_the_plugin_serves_in_one_process(tmp_path):
+    """Without --app-name basic-auth and --expose-prometheus, whose packages this client does not install: the
+    server image runs both (tests/e2e/test_in_process.py)."""
+    from mlflowkit.serving import free_port
+
+    base = f"http://127.0.0.1:{free_port()}"
+    args = ["mlflowkit_server.prepare", "mlflow", "server", "--host", "127.0.0.1", "--port", base.rsplit(":", 1)[1],
+            "--workers", "1", "--backend-store-uri", f"sqlite:///{tmp_path / 'mlflow.db'}"]
+    with launched(args, f"{base}/health", tmp_path, MLFLOW_SERVER_ENABLE_JOB_EXECUTION="false"):
+        search = f"{base}/api/2.0/mlflow/experiments/search?max_results=1"
+        assert _get(search)[0] == 200
+        # mlflow.server read the server's environment when imported again: its Host check is in place.
+        assert _get(search, host="evil.example")[0] == 403
+
+
+@pytest.mark.parametrize(("cmd", "taken"), [
+    (["bash", "-c", f"exec uvicorn --host 0.0.0.0 --port 5001 --workers 2 {in_process.SCORING_APP}"],
+     [*in_process.UVICORN, "--host", "0.0.0.0", "--port", "5001", "--workers", "2", in_process.SCORING_APP]),
+    (["bash", "-c", f"uvicorn --port 5001 {in_process.SCORING_APP}"], None),         # not exec'd: not MLflow's
+    (["bash", "-c", "exec uvicorn --port 5001 other:app"], None),                     # another app
+    (["bash", "-c", f"exec gunicorn {in_process.SCORING_APP}"], None),
+    (f"exec uvicorn {in_process.SCORING_APP}", None),                                 # a shell string (Windows)
+])
+def test_which_scoring_server_commands_are_taken(cmd, taken):
+    assert in_process.scoring_command(cmd, {"PATH": THIS_PYTHONS_PATH}) == taken
+
+
+def test_a_scoring_server_of_another_interpreter_is_left_to_mlflow(tmp_path):
+    other = tmp_path / "bin"
+    other.mkdir()
+    (other / "uvicorn").write_text("#!/bin/sh\n")
+    (other / "uvicorn").chmod(0o755)
+    cmd = ["bash", "-c", f"exec uvicorn {in_process.SCORING_APP}"]
+    assert in_process.scoring_command(cmd, {"PATH": f"{other}:{THIS_PYTHONS_PATH}"}) is None
+
+
+def test_mlflow_models_serve_serves_in_one_process(tmp_path):
+    """`mlflow models serve --env-manager local` through the launcher, as the stacks' serving service runs it: a
+    real scikit-learn model answers /invocations from the launcher's own process."""
+    import mlflow.sklearn
+    from sklearn.linear_model import LogisticRegression
+
+    from mlflowkit.serving import free_port
+
+    model = LogisticRegression().fit([[0.0, 0.0], [1.0, 1.0], [0.1, 0.0], [0.9, 1.0]], [0, 1, 0, 1])
+    mlflow.sklearn.save_model(model, str(tmp_path / "model"))
+    base = f"http://127.0.0.1:{free_port()}"
+    args = ["mlflowkit_server.in_process", "mlflow", "models", "serve", "-m", str(tmp_path / "model"),
+            "--env-manager", "local", "--host", "127.0.0.1", "--port", base.rsplit(":", 1)[1]]
+    with launched(args, f"{base}/ping", tmp_path, PATH=THIS_PYTHONS_PATH):
+        body = json.dumps({"dataframe_split": {"columns": ["a", "b"], "data": [[0.0, 0.1], [1.0, 0.9]]}}).encode()
+        request = urllib.request.Request(f"{base}/invocations", data=body,
+                                         headers={"Content-Type": "application/json"})
+        with urllib.request.urlopen(request, timeout=10) as response:
+            assert json.loads(response.read()) == {"predictions": [0, 1]}

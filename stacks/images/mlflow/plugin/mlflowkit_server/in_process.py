@@ -15,19 +15,31 @@ Only what this process can serve exactly as the child would is taken: uvicorn th
 for, and no job runner to start beside it (MLflow starts one only when its job execution is enabled, and then its
 environment names the runner's queue). Anything else — gunicorn or waitress, older MLflow versions that wait for
 their server — is spawned by MLflow as before.
+
+``mlflow models serve --env-manager local`` is taken the same way: after downloading the model, MLflow's pyfunc
+backend starts ``bash -c "exec uvicorn … mlflow.pyfunc.scoring_server.app:app"`` (its environment names the model's
+local path) and waits for it. Where that ``uvicorn`` is this interpreter's, the launcher serves the scoring app here.
 """
 
 from __future__ import annotations
 
 import gc
 import os
+import shlex
+import shutil
 import sys
 from collections.abc import Mapping, Sequence
+from pathlib import Path
+from types import ModuleType
 from typing import Any
+
+from mlflowkit_server import after_import
 
 UVICORN = [sys.executable, "-m", "uvicorn"]
 JOB_QUEUE = "_MLFLOW_HUEY_STORAGE_PATH"  # mlflow.server.constants.HUEY_STORAGE_PATH_ENV_VAR
 REIMPORTED = ("mlflow.server", "prometheus_client", "prometheus_flask_exporter")
+SCORING_APP = "mlflow.pyfunc.scoring_server.app:app"
+SCORING_BACKEND = "mlflow.pyfunc.backend"  # where `mlflow models serve` starts its scoring server
 
 
 class Launch(BaseException):
@@ -44,8 +56,45 @@ def servable(command: Sequence[str], synchronous: bool, env: Mapping[str, str]) 
     return list(command[:len(UVICORN)]) == UVICORN and not synchronous and JOB_QUEUE not in env
 
 
+def scoring_command(cmd: Any, env: Mapping[str, str]) -> list[str] | None:
+    """The uvicorn command line of MLflow's ``bash -c "exec uvicorn … <scoring app>"``, run by this interpreter; None
+    for anything else, or where ``env``'s PATH finds another interpreter's ``uvicorn``."""
+    if not isinstance(cmd, list) or len(cmd) != 3 or cmd[:2] != ["bash", "-c"]:
+        return None
+    words = shlex.split(cmd[2])
+    if words[:2] != ["exec", "uvicorn"] or words[-1] != SCORING_APP:
+        return None
+    found = shutil.which("uvicorn", path=env.get("PATH"))
+    if found is None or Path(found).parent != Path(sys.executable).parent:
+        return None
+    return [*UVICORN, *words[2:]]
+
+
+def _take_scoring_server(backend: ModuleType) -> None:
+    """``backend.subprocess`` with a Popen that raises :class:`Launch` for the scoring server's command."""
+    real = backend.subprocess
+
+    class Subprocess:
+        def __getattr__(self, name: str) -> Any:
+            return getattr(real, name)
+
+        @staticmethod
+        def Popen(cmd: Any, *args: Any, env: Mapping[str, str] | None = None, **kwargs: Any) -> Any:  # noqa: N802
+            command = scoring_command(cmd, env if env is not None else os.environ)
+            if command is not None:
+                raise Launch(command, env if env is not None else os.environ)
+            return real.Popen(cmd, *args, env=env, **kwargs)
+
+    backend.subprocess = Subprocess()
+
+
 def intercept() -> None:
-    """From now on, MLflow's server launcher raises :class:`Launch` where it would spawn a command :func:`servable`."""
+    """From now on, MLflow's server launcher raises :class:`Launch` where it would spawn a command :func:`servable`,
+    and ``mlflow models serve`` where it would start its scoring server (:func:`scoring_command`)."""
+    if SCORING_BACKEND in sys.modules:
+        _take_scoring_server(sys.modules[SCORING_BACKEND])
+    else:
+        after_import.register(SCORING_BACKEND, _take_scoring_server)
     import mlflow.server
 
     spawn = getattr(mlflow.server, "_exec_cmd", None)

@@ -10,6 +10,7 @@ import time
 
 import pytest
 
+from mlflowkit import faults
 from mlflowkit.client import Client
 from mlflowkit.docker import run
 from mlflowkit.errors import CommandError, KitError
@@ -28,24 +29,6 @@ def stack(e2e_settings):
     stack.up()
     yield stack
     stack.down(volumes=True)
-
-
-def container(stack, service: str) -> str:
-    out = run(["docker", "ps", "--quiet", "--filter", f"label=com.docker.compose.project={stack.project}",
-               "--filter", f"label=com.docker.compose.service={service}"], timeout=30).stdout.split()
-    assert len(out) == 1, f"expected one {service} container, found {out}"
-    return out[0]
-
-
-def crash(container_id: str) -> None:
-    """SIGKILL the container's main process from the host, as the kernel's OOM killer would. (`docker kill`
-    counts as a deliberate stop, which restart policies leave alone; a crash is what they are for.)"""
-    import os
-    import signal
-
-    pid = int(run(["docker", "inspect", "--format", "{{.State.Pid}}", container_id], timeout=30).stdout)
-    assert pid > 0, f"container {container_id} is not running"
-    os.kill(pid, signal.SIGKILL)
 
 
 def wait_healthy(stack, service: str, timeout: float) -> float:
@@ -84,7 +67,7 @@ def test_killed_tracking_server_comes_back_and_keeps_every_acknowledged_write(st
     deadline = time.monotonic() + 120
     acked, errors = log_steps(client, logged.run_id, range(0, 20), deadline)
 
-    crash(container(stack, "mlflow"))
+    faults.crash(faults.container(stack, "mlflow"))
     killed_at = time.monotonic()
     during, errors_during = log_steps(client, logged.run_id, range(20, 25), deadline)
     wait_healthy(stack, "mlflow", timeout=120)
@@ -106,7 +89,7 @@ def test_server_recovers_from_a_postgresql_restart_without_a_manual_step(stack):
     client = Client(stack.connection())
     with client.run("fault-postgres") as logged:
         logged.log_metrics({"before": 1.0})
-    run(["docker", "restart", "--time", "10", container(stack, "postgres")], timeout=60)
+    run(["docker", "restart", "--time", "10", faults.container(stack, "postgres")], timeout=60)
     restarted = time.monotonic()
     wait_healthy(stack, "postgres", timeout=60)
     recovered = None
@@ -129,14 +112,14 @@ def test_a_server_started_while_postgresql_is_down_waits_for_it_then_serves(stac
     client = Client(stack.connection())
     with client.run("fault-order") as logged:
         logged.log_metrics({"before": 1.0})
-    database, server = container(stack, "postgres"), container(stack, "mlflow")
-    run(["docker", "stop", "--time", "10", database], timeout=60)
+    database, server = faults.container(stack, "postgres"), faults.container(stack, "mlflow")
+    faults.stop(database, grace=10)
     try:
         run(["docker", "restart", "--time", "10", server], timeout=60)
         time.sleep(3)  # the server is now waiting for the database (its limit is 60 s)
         assert {s.service: s.state for s in stack.states()}["mlflow"] == "running", stack.logs(["mlflow"], tail=20)
     finally:
-        run(["docker", "start", database], timeout=60)
+        faults.start(database)
     waited = wait_healthy(stack, "mlflow", timeout=90)
     print(f"\nserver started before its database: healthy {waited:.1f} s after the database started")
     assert "prepare: schema at revision" in stack.logs(["mlflow"], tail=40)

@@ -8,6 +8,7 @@ from pathlib import Path
 
 import pytest
 
+from mlflowkit import faults
 from mlflowkit.client import Client
 from mlflowkit.docker import run
 from mlflowkit.errors import KitError
@@ -44,12 +45,8 @@ def assert_each_server_is_one_process(stack) -> None:
     """The image's launcher (mlflowkit_server.in_process) serves MLflow in the process of `mlflow server` itself:
     with one worker, each server container runs one process, not the CLI waiting beside a uvicorn child."""
     for service in stack.topology.mlflow_servers:
-        ids = run(["docker", "ps", "--quiet", "--filter", f"label=com.docker.compose.project={stack.project}",
-                   "--filter", f"label=com.docker.compose.service={service}"], timeout=30).stdout.split()
-        assert ids, f"no running {service} container"
-        for container in ids:
-            rows = run(["docker", "top", container], timeout=30).stdout.strip().splitlines()[1:]
-            assert len(rows) == 1, f"{service} runs {len(rows)} processes:\n" + "\n".join(rows)
+        rows = run(["docker", "top", faults.container(stack, service)], timeout=30).stdout.strip().splitlines()[1:]
+        assert len(rows) == 1, f"{service} runs {len(rows)} processes:\n" + "\n".join(rows)
 
 
 @pytest.fixture

@@ -11,6 +11,8 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
 PLUGIN = Path(__file__).resolve().parents[2] / "stacks" / "images" / "mlflow" / "plugin"
 sys.path.insert(0, str(PLUGIN))
 from mlflowkit_server import sessions  # noqa: E402
@@ -51,9 +53,10 @@ print(json.dumps({"pool": store.engine.pool.size() + store.engine.pool._max_over
 """
 
 
-def run(script: str, *args: str) -> dict:
+def run(script: str, *args: str, connections: int = 2) -> dict:
+    """``script`` in a fresh interpreter, the stores' pools holding ``connections`` (1 + overflow)."""
     env = {**os.environ, "PYTHONPATH": str(PLUGIN), "MLFLOW_SQLALCHEMYSTORE_POOL_SIZE": "1",
-           "MLFLOW_SQLALCHEMYSTORE_MAX_OVERFLOW": "1"}
+           "MLFLOW_SQLALCHEMYSTORE_MAX_OVERFLOW": str(connections - 1)}
     done = subprocess.run([sys.executable, "-W", "ignore", "-c", script, *args], capture_output=True, text=True,
                           timeout=240, env=env)
     assert done.returncode == 0, done.stderr[-3000:]
@@ -69,8 +72,10 @@ def test_more_writers_than_connections_exhaust_mlflows_pool_without_the_gate():
     assert result["acked"] < 4 * 3
 
 
-def test_with_the_gate_every_write_is_acknowledged_and_stored():
-    result = run(WRITERS_SCRIPT, "gated", "8", "10")
+@pytest.mark.parametrize("connections", [2, 5])  # 1 and 4 places
+def test_with_the_gate_every_write_is_acknowledged_and_stored(connections):
+    result = run(WRITERS_SCRIPT, "gated", "8", "10", connections=connections)
+    assert result["pool"] == connections
     assert (result["errors"], result["hung"]) == ([], 0), result
     assert (result["acked"], result["stored"]) == (80, 80), result
 
@@ -107,6 +112,11 @@ print(json.dumps({"tracking": Gate.of(tracking.engine).deepest, "registry": Gate
 """
 
 
+@pytest.mark.parametrize(("connections", "places"), [(1, 1), (2, 1), (5, 4), (15, 14)])
+def test_places_leave_one_connection_for_a_nested_session(connections, places):
+    assert sessions.places(connections) == places
+
+
 def test_no_request_nests_sessions_deeper_than_the_gate_assumes():
     deepest = run(NESTING_SCRIPT)
     assert deepest["tracking"] == sessions.NESTING, deepest  # log_batch nests: the gate is needed
@@ -120,4 +130,4 @@ def test_a_pool_that_bounds_nothing_gets_no_gate():
     assert sessions.Gate.of(create_engine("sqlite://", poolclass=NullPool)) is None
     assert sessions.Gate.of(create_engine("sqlite://", poolclass=QueuePool, max_overflow=-1)) is None
     bounded = sessions.Gate.of(create_engine("sqlite://", poolclass=QueuePool, pool_size=2, max_overflow=3))
-    assert bounded is not None and bounded.places == 5 // sessions.NESTING
+    assert bounded is not None and bounded.places == 4  # one connection always left for a nested session

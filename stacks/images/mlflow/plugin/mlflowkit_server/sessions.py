@@ -9,11 +9,14 @@ second that none will return: for the pool's 30 s timeout, then the calls fail (
 as ``ha``'s one replica collapsing at 8 writers (2 + 3 connections), and ``postgres-s3`` at 40 (5 + 10): ~1 and 32
 rows/s with failed calls, against 400 and 789 with the gate (benchmarks/results/20261127T1320Z-session-gate-ab/).
 
-So each engine with a bounded pool gets a gate: a thread's outermost session waits for one of ``capacity //
-NESTING`` places before it opens, its nested sessions pass through, and the place is freed when the outermost
-session closes. At most that many requests then hold connections, each with room for its nested session, and the
-others wait their turn instead of the pool's timeout. ``tests/unit/test_sessions.py`` measures the nesting of the
-store's requests against :data:`NESTING`.
+So each engine with a bounded pool gets a gate: a thread's outermost session waits for one of :func:`places`
+before it opens, its nested sessions pass through, and the place is freed when the outermost session closes. With
+NESTING 2 that is one place fewer than the pool's connections: however many of the admitted requests hold their
+first connection, one connection is left for a nested session, whose request then finishes and frees both. The
+others wait their turn instead of the pool's timeout, and below the pool's size nobody waits at all (a place per
+connection but one: a request held up by the database, as in a failover, does not hold up the others more than the
+pool itself would). ``tests/unit/test_sessions.py`` measures the nesting of the store's requests against
+:data:`NESTING`.
 
 Loaded at interpreter start by ``mlflowkit-server.pth``; it does nothing until MLflow imports its database utilities.
 """
@@ -30,6 +33,12 @@ from mlflowkit_server import after_import
 
 TARGET = "mlflow.store.db.utils"
 NESTING = 2  # sessions one request holds at once (a session, and one opened inside it)
+
+
+def places(connections: int) -> int:
+    """Requests that may hold connections at once so that the ``connections`` can never all be held by requests
+    each waiting for one more: every holder holds at most NESTING - 1 while it waits."""
+    return max(1, (connections - 1) // (NESTING - 1))
 
 
 class Gate:
@@ -50,7 +59,7 @@ class Gate:
             return None  # NullPool, SQLite's thread-local pools, an unbounded overflow: nothing to run out of
         gate = pool.__dict__.get("_mlflowkit_gate")
         if gate is None:
-            gate = cls(max(1, (size() + overflow) // NESTING), float(pool.timeout()))
+            gate = cls(places(size() + overflow), float(pool.timeout()))
             pool.__dict__["_mlflowkit_gate"] = gate
         return gate
 

@@ -7,7 +7,8 @@ as many requests as the pool holds connections (``MLFLOW_SQLALCHEMYSTORE_POOL_SI
 SQLAlchemy's 5 + 10 by default, the ``ha`` stack's 2 + 3) each hold their first, every one of them waits for a
 second that none will return: for the pool's 30 s timeout, then the calls fail ("QueuePool limit … reached"). Seen
 as ``ha``'s one replica collapsing at 8 writers (2 + 3 connections), and ``postgres-s3`` at 40 (5 + 10): ~1 and 32
-rows/s with failed calls, against 400 and 789 with the gate (benchmarks/results/20261127T1320Z-session-gate-ab/).
+rows/s with failed calls, against 400 and 789 with the gate's first version (connections ÷ 2 places;
+benchmarks/results/20261127T1320Z-session-gate-ab/, and 20261127T131208Z/ for this one).
 
 So each engine with a bounded pool gets a gate: a thread's outermost session waits for one of :func:`places`
 before it opens, its nested sessions pass through, and the place is freed when the outermost session closes. With
@@ -44,9 +45,9 @@ def places(connections: int) -> int:
 class Gate:
     """Places for the outermost sessions of one engine; a thread's nested sessions pass through."""
 
-    def __init__(self, places: int, timeout: float) -> None:
-        self.places, self.timeout = places, timeout
-        self.free = threading.BoundedSemaphore(places)
+    def __init__(self, count: int, timeout: float) -> None:
+        self.places, self.timeout = count, timeout
+        self.free = threading.BoundedSemaphore(count)
         self.local = threading.local()
         self.deepest = 0  # the most sessions one thread held at once (tests measure the stores with it)
 

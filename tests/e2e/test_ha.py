@@ -298,9 +298,10 @@ def test_one_tracking_replica_takes_more_writers_than_its_database_pool(stack):
     """Replica #2 stopped, so replica #1 takes every writer: more at once than its pool's connections
     (MLFLOW_DB_POOL_SIZE + MLFLOW_DB_MAX_OVERFLOW), each log-batch needing two of them. Without the image's session
     gate (mlflowkit_server.sessions) the pool ran dry: calls waited 30 s and failed (the bench's 2 rows/s)."""
-    env = stack.env()
+    env, pooling = stack.env(), HA.pooling
+    assert pooling is not None
     writers = 8
-    assert writers > int(env.get("MLFLOW_DB_POOL_SIZE", "2")) + int(env.get("MLFLOW_DB_MAX_OVERFLOW", "3"))
+    assert writers > sum(int(env.get(name, default)) for name, default in (pooling.pool_size, pooling.max_overflow))
     second = faults.container(stack, "mlflow", 2)
     faults.stop(second, grace=10)
     try:

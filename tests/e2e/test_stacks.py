@@ -45,8 +45,12 @@ def assert_each_server_is_one_process(stack) -> None:
     """The image's launcher (mlflowkit_server.in_process) serves MLflow in the process of `mlflow server` itself:
     with one worker, each server container runs one process, not the CLI waiting beside a uvicorn child."""
     for service in stack.topology.mlflow_servers:
-        rows = run(["docker", "top", faults.container(stack, service)], timeout=30).stdout.strip().splitlines()[1:]
-        assert len(rows) == 1, f"{service} runs {len(rows)} processes:\n" + "\n".join(rows)
+        numbers = [s.replica for s in stack.states() if s.service == service and s.state == "running"]
+        assert numbers, f"no running {service} container"
+        for number in numbers:  # every replica of a replicated server
+            rows = run(["docker", "top", faults.container(stack, service, number)], timeout=30)
+            rows = rows.stdout.strip().splitlines()[1:]
+            assert len(rows) == 1, f"{service} #{number} runs {len(rows)} processes:\n" + "\n".join(rows)
 
 
 @pytest.fixture

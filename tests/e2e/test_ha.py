@@ -379,6 +379,15 @@ def test_losing_one_s3_volume_server_loses_no_artifact_and_uploads_go_on(stack):
     assert missing == [] and failed == [] and readable == []
 
 
+def test_pgbouncer_retries_a_failed_server_login_every_second(stack):
+    """PgBouncer's running configuration: server_login_retry 1 s, not its default 15 s, which could keep writes back
+    15 s past a failover (benchmarks/results/20261127T1540Z-pgbouncer-login-retry-ab/)."""
+    shown = stack.compose().exec("pgbouncer", ["sh", "-c", 'PGPASSWORD="$POSTGRES_PASSWORD" psql -h 127.0.0.1 -p 6432 '
+                                               '-U "$POSTGRES_USER" -d pgbouncer -tA -c "SHOW CONFIG"'], timeout=30)
+    config = {fields[0]: fields[1:] for fields in (line.split("|") for line in shown.splitlines()) if len(fields) > 2}
+    assert config["server_login_retry"][:2] == ["1", "15"]  # (value, PgBouncer's default)
+
+
 def test_killed_postgresql_leader_under_load_fails_over_and_loses_no_acknowledged_write(stack):
     """`docker kill` of the Patroni leader (a deliberate stop: it stays down until started) under the load: its key
     in etcd expires, the synchronous replica is promoted, the router sends PgBouncer's new connections there.

@@ -25,6 +25,11 @@ default_pool_size = ${PGBOUNCER_POOL_SIZE:-20}
 reserve_pool_size = ${PGBOUNCER_RESERVE_POOL_SIZE:-5}
 max_db_connections = ${PGBOUNCER_MAX_DB_CONNECTIONS:-40}
 server_reset_query = DISCARD ALL
+# After a failed server login PgBouncer waits server_login_retry before it tries again. Its default, 15 s, is
+# Patroni's ttl in the ha stack: a promotion a moment after PgBouncer's retry cost another 15 s of no writes (and,
+# with no server connection left, PgBouncer fails calls at once until a login succeeds). 1 s: writes resume about a
+# second after the promotion (benchmarks/results/20261127T1540Z-pgbouncer-login-retry-ab/).
+server_login_retry = 1
 ignore_startup_parameters = extra_float_digits,options
 logfile =
 pidfile =

@@ -1,4 +1,4 @@
-"""Faults a replicated stack is proven against, and how to see it recover: find a container, crash or stop it,
+"""Faults a replicated stack is proven against, and how to see it recover: find a container, crash, stop or pause it,
 then wait until the stack says it is whole again (the load balancer's pool, Patroni's roles).
 
 What the ha e2e tests and `mlflowkit bench` share. Every wait is bounded and ends in one clear error; the
@@ -11,7 +11,8 @@ from __future__ import annotations
 import os
 import signal
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 
 from mlflowkit.docker import run
 from mlflowkit.errors import KitError
@@ -86,6 +87,17 @@ def stop(container_id: str, grace: int = 10) -> None:
 
 def start(container_id: str) -> None:
     run(["docker", "start", container_id], timeout=60)
+
+
+@contextmanager
+def paused(container_id: str) -> Iterator[None]:
+    """`docker pause` for the block: every process of the container stalls (its connections stay open, nothing
+    answers), as a hung node or a partition would; unpaused when the block ends, whatever happens in it."""
+    run(["docker", "pause", container_id], timeout=60)
+    try:
+        yield
+    finally:
+        run(["docker", "unpause", container_id], timeout=60)
 
 
 def restart_count(container_id: str) -> int:

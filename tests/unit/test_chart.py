@@ -426,7 +426,8 @@ def test_containers_match_the_compose_stack(topology):
                 assert chart_values[key] == expected, f"{where}: {key}"
         for key in ("PGUSER", "PGDATABASE", "MLFLOW_AUTH_DATABASE", "MLFLOW_SERVER_ENABLE_JOB_EXECUTION",
                     "MLFLOW_SERVER_JOB_ENABLE_PERIODIC_TASKS", "MLFLOW_SQLALCHEMYSTORE_POOL_SIZE",
-                    "MLFLOW_SQLALCHEMYSTORE_MAX_OVERFLOW", "PGBOUNCER_MAX_CLIENT_CONN", "PGBOUNCER_POOL_SIZE"):
+                    "MLFLOW_SQLALCHEMYSTORE_MAX_OVERFLOW", "MLFLOWKIT_DB_WAIT_SECONDS", "PGBOUNCER_MAX_CLIENT_CONN",
+                    "PGBOUNCER_POOL_SIZE"):
             if key in compose_env:
                 assert chart_values[key] == compose["environment"][key], f"{where}: {key}"
         if "MLFLOW_BACKEND_STORE_URI" in compose_env:  # the same host and port, credentials from the Secret

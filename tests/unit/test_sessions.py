@@ -131,3 +131,83 @@ def test_a_pool_that_bounds_nothing_gets_no_gate():
     assert sessions.Gate.of(create_engine("sqlite://", poolclass=QueuePool, max_overflow=-1)) is None
     bounded = sessions.Gate.of(create_engine("sqlite://", poolclass=QueuePool, pool_size=2, max_overflow=3))
     assert bounded is not None and bounded.places == 4  # one connection always left for a nested session
+
+
+# --- the wait for the database (MLFLOWKIT_DB_WAIT_SECONDS) ------------------------------------------------------
+
+def operational(message: str, invalidated: bool = False):
+    from sqlalchemy.exc import OperationalError
+
+    return OperationalError("SELECT 1", {}, Exception(message), connection_invalidated=invalidated)
+
+
+class Session:
+    """A session whose statements fail with ``errors`` first, in turn; what it was asked, in order."""
+
+    def __init__(self, *errors: BaseException) -> None:
+        self.errors, self.asked = list(errors), []
+
+    def execute(self, statement) -> None:
+        self.asked.append(str(statement))
+        if self.errors:
+            raise self.errors.pop(0)
+
+    def rollback(self) -> None:
+        self.asked.append("ROLLBACK")
+
+
+class Clock:
+    """Time that moves only when slept."""
+
+    def __init__(self) -> None:
+        self.now, self.slept = 0.0, []
+
+    def sleep(self, seconds: float) -> None:
+        self.slept.append(seconds)
+        self.now += seconds
+
+
+def test_a_session_waits_while_the_database_is_out_of_reach_then_runs():
+    fast_fail = operational("server login has been failing, try again later (server_login_retry)\n"
+                            "server closed the connection unexpectedly")
+    session, clock = Session(fast_fail, operational("SSL SYSCALL error: EOF detected", invalidated=True)), Clock()
+    failed = sessions.wait_for_database(session, 30, sleep=clock.sleep, clock=lambda: clock.now)
+    assert failed == 2 and session.asked == ["SELECT 1", "ROLLBACK", "SELECT 1", "ROLLBACK", "SELECT 1"]
+    assert clock.slept == [sessions.POLL, sessions.POLL]
+
+
+def test_a_session_gives_up_after_its_seconds_with_the_databases_error():
+    session, clock = Session(*[operational("could not connect to server: Connection refused")] * 100), Clock()
+    with pytest.raises(Exception, match="Connection refused"):
+        sessions.wait_for_database(session, 3, sleep=clock.sleep, clock=lambda: clock.now)
+    assert clock.now == 3 and session.asked.count("SELECT 1") == 3 / sessions.POLL + 1
+
+
+@pytest.mark.parametrize("error", [operational('password authentication failed for user "mlflow"'),
+                                   operational('relation "runs" does not exist')])
+def test_an_error_that_waiting_cannot_mend_fails_at_once(error):
+    session, clock = Session(error), Clock()
+    with pytest.raises(type(error)):
+        sessions.wait_for_database(session, 30, sleep=clock.sleep, clock=lambda: clock.now)
+    assert session.asked == ["SELECT 1"] and clock.slept == []
+
+
+@pytest.mark.parametrize(("db_type", "value", "seconds"), [("postgresql", "30", 30.0), ("postgresql", "", 0.0),
+                                                           ("postgresql", "soon", 0.0), ("sqlite", "30", 0.0)])
+def test_only_a_postgresql_store_waits_and_only_when_told(monkeypatch, db_type, value, seconds):
+    monkeypatch.setenv(sessions.WAIT_VARIABLE, value)
+    assert sessions.wait_seconds(db_type) == seconds
+
+
+def test_the_wait_comes_before_the_requests_first_statement():
+    from contextlib import contextmanager
+
+    session = Session(operational("server closed the connection unexpectedly"))
+
+    @contextmanager
+    def make_session():
+        yield session
+
+    with sessions.managed(make_session, None, 30)() as opened:
+        opened.execute("SELECT runs")
+    assert session.asked == ["SELECT 1", "ROLLBACK", "SELECT 1", "SELECT runs"]

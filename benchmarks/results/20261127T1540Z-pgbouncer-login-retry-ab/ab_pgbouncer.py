@@ -1,5 +1,6 @@
 """A/B of PgBouncer's server_login_retry on a running `ha` stack: one round per image tag given (PGBOUNCER_IMAGE =
-mlflowkit/pgbouncer:<tag>, then `mlflowkit up ha`), a 4-writer tracking load (log_batch of 10), and a fault:
+mlflowkit/pgbouncer:<tag>, or VARIABLE=image; then `mlflowkit up ha`), a 4-writer tracking load (log_batch of 10),
+and a fault:
 
     kill  SECONDS_AFTER tag...   `docker kill` of the Patroni leader; the replica's promotion; load kept SECONDS_AFTER
     pause SECONDS tag...         `docker pause` of the leader for SECONDS (under Patroni's ttl: no failover)
@@ -21,8 +22,10 @@ stack = Stack(TOPOLOGIES["ha"])
 mode, seconds, tags = sys.argv[1], float(sys.argv[2]), sys.argv[3:]
 results = []
 for number, tag in enumerate(tags):
-    text = re.sub(r"(?m)^PGBOUNCER_IMAGE=.*\n", "", stack.env_file.read_text())
-    stack.env_file.write_text(text + f"PGBOUNCER_IMAGE=mlflowkit/pgbouncer:{tag}\n")
+    # A tag, or VARIABLE=image for another image of the stack (20261127T1620Z-db-wait-ab: MLFLOW_IMAGE=…).
+    variable, image = tag.split("=", 1) if "=" in tag else ("PGBOUNCER_IMAGE", f"mlflowkit/pgbouncer:{tag}")
+    text = re.sub(rf"(?m)^(PGBOUNCER_IMAGE|{variable})=.*\n", "", stack.env_file.read_text())
+    stack.env_file.write_text(text + f"{variable}={image}\n")
     subprocess.run([sys.executable, "-m", "mlflowkit", "up", "ha"], check=True, capture_output=True, timeout=600)
     conn = stack.connection()
     experiment = experiment_id(conn, "ab-pgbouncer")

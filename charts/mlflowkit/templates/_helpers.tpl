@@ -154,6 +154,8 @@ job runner keeps a per-process queue: every replica would run its own) and a sma
   value: {{ .Values.pgbouncer.mlflowPoolSize | quote }}
 - name: MLFLOW_SQLALCHEMYSTORE_MAX_OVERFLOW
   value: {{ .Values.pgbouncer.mlflowMaxOverflow | quote }}
+- name: MLFLOWKIT_DB_WAIT_SECONDS
+  value: {{ .Values.pgbouncer.mlflowDbWaitSeconds | quote }}
 - name: MLFLOW_AUTH_CONFIG_PATH
   value: /etc/mlflowkit-auth/basic_auth.ini
 - name: PGUSER

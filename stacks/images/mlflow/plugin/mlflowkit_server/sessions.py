@@ -19,14 +19,27 @@ connection but one: a request held up by the database, as in a failover, does no
 pool itself would). ``tests/unit/test_sessions.py`` measures the nesting of the store's requests against
 :data:`NESTING`.
 
+Where ``MLFLOWKIT_DB_WAIT_SECONDS`` is set (the ``ha`` stack: 30), a PostgreSQL session also waits for its database
+before the request's first statement: it runs ``SELECT 1`` until the database answers, for up to that many seconds,
+while the error is one of a database out of reach (:func:`transient`). Why: behind PgBouncer, once a server login
+has failed (no leader during a failover, a stalled node) and no server connection is left, PgBouncer fails every
+query at once until a login succeeds; without the wait those requests failed with HTTP 500 (48 and 60 of a 4-writer
+load in an 8 s database stall; benchmarks/results/20261127T1540Z-pgbouncer-login-retry-ab/). Nothing of the request
+has run when its first statement fails, so waiting and trying again is safe; the ``SELECT 1`` begins the session's
+transaction, so PgBouncer keeps that server for the request's other statements. A statement that fails later (the
+leader lost under a running transaction) still fails its request.
+
 Loaded at interpreter start by ``mlflowkit-server.pth``; it does nothing until MLflow imports its database utilities.
 """
 
 from __future__ import annotations
 
+import logging
+import os
 import threading
+import time
 from collections.abc import Callable, Iterator
-from contextlib import AbstractContextManager, contextmanager
+from contextlib import AbstractContextManager, contextmanager, nullcontext
 from types import ModuleType
 from typing import Any
 
@@ -34,6 +47,13 @@ from mlflowkit_server import after_import
 
 TARGET = "mlflow.store.db.utils"
 NESTING = 2  # sessions one request holds at once (a session, and one opened inside it)
+WAIT_VARIABLE = "MLFLOWKIT_DB_WAIT_SECONDS"  # seconds a PostgreSQL session waits for its database; unset: none
+POLL = 0.5  # seconds between two tries of a session's first statement
+# Errors of a database out of reach as psycopg2 reports them (from PgBouncer, the server, the network), lower case.
+TRANSIENT = ("server login has been failing", "server closed the connection unexpectedly", "server conn crashed",
+             "could not connect to server", "connection refused", "the database system is starting up",
+             "the database system is shutting down", "terminating connection due to administrator command")
+log = logging.getLogger(__name__)
 
 
 def places(connections: int) -> int:
@@ -82,10 +102,61 @@ class Gate:
                 self.free.release()
 
 
-def gated(make_session: Callable[..., AbstractContextManager[Any]], gate: Gate) -> Callable[..., Any]:
+def transient(error: BaseException) -> bool:
+    """The database is out of reach for now (a disconnect SQLAlchemy saw, or one of :data:`TRANSIENT`), as opposed
+    to an error of the statement, the login or the schema."""
+    if getattr(error, "connection_invalidated", False):
+        return True
+    message = str(error).lower()
+    return any(text in message for text in TRANSIENT)
+
+
+def wait_for_database(session: Any, seconds: float, sleep: Callable[[float], None] = time.sleep,
+                      clock: Callable[[], float] = time.monotonic) -> int:
+    """Run the session's first statement, ``SELECT 1``, until the database answers or ``seconds`` have passed
+    (then the last error is raised), as long as each error is :func:`transient`; the failed tries."""
+    from sqlalchemy import text
+    from sqlalchemy.exc import DBAPIError
+
+    deadline, failed = clock() + seconds, 0
+    while True:
+        try:
+            session.execute(text("SELECT 1"))
+            if failed:
+                log.warning("mlflowkit: the database answers again after %d failed tries", failed)
+            return failed
+        except DBAPIError as error:
+            if not transient(error) or clock() >= deadline:
+                raise
+            if not failed:
+                log.warning("mlflowkit: database out of reach (%s); waiting up to %g s",
+                            str(error).strip().splitlines()[0][:200], seconds)
+            failed += 1
+            session.rollback()
+            sleep(POLL)
+
+
+def wait_seconds(db_type: str) -> float:
+    """MLFLOWKIT_DB_WAIT_SECONDS for a PostgreSQL store; 0 for another database, or unset."""
+    raw = os.environ.get(WAIT_VARIABLE, "").strip()
+    if db_type != "postgresql" or not raw:
+        return 0.0
+    try:
+        return max(0.0, float(raw))
+    except ValueError:
+        log.warning("mlflowkit: %s=%r is not a number of seconds; sessions do not wait", WAIT_VARIABLE, raw)
+        return 0.0
+
+
+def managed(make_session: Callable[..., AbstractContextManager[Any]], gate: Gate | None,
+            wait: float) -> Callable[..., Any]:
+    """MLflow's session factory with the engine's gate (if any) around it and the wait for the database (if any)
+    before the first statement."""
     @contextmanager
     def make_managed_session(*args: Any, **kwargs: Any) -> Iterator[Any]:
-        with gate.admit(), make_session(*args, **kwargs) as session:
+        with gate.admit() if gate else nullcontext(), make_session(*args, **kwargs) as session:
+            if wait:
+                wait_for_database(session, wait)
             yield session
 
     return make_managed_session
@@ -99,8 +170,8 @@ def install(utils: ModuleType) -> None:
 
     def _get_managed_session_maker(SessionMaker: Any, db_type: str) -> Callable[..., Any]:  # noqa: N803 (MLflow's)
         make_session = original(SessionMaker, db_type)
-        gate = Gate.of(getattr(SessionMaker, "kw", {}).get("bind"))
-        return make_session if gate is None else gated(make_session, gate)
+        gate, wait = Gate.of(getattr(SessionMaker, "kw", {}).get("bind")), wait_seconds(db_type)
+        return make_session if gate is None and not wait else managed(make_session, gate, wait)
 
     utils._get_managed_session_maker = _get_managed_session_maker
 

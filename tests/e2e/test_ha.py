@@ -384,8 +384,8 @@ def test_a_stalled_database_holds_calls_instead_of_failing_them(stack):
     """`docker pause` of the Patroni leader for STALL s under the load (under Patroni's ttl: no failover). The router
     takes the node out after two failed checks and cuts its sessions: the calls in flight then fail, at most one a
     client. Every call begun later waits for the database (the image's MLFLOWKIT_DB_WAIT_SECONDS) and succeeds once
-    the node answers again. Without that wait, PgBouncer failed such calls at once until it could log in again (42
-    and 54 of ~700 in benchmarks/results/20261127T1620Z-db-wait-ab/)."""
+    the node answers again. Without that wait, PgBouncer failed such calls at once until it could log in again (42,
+    54 and 49 of 600-700 in benchmarks/results/20261127T1620Z-db-wait-ab/; 57 in this test)."""
     roles = faults.wait_roles(stack, faults.healthy_pair, 120)
     leader = faults.leader(roles)
     with load(stack, "stall") as outcome:

@@ -171,43 +171,70 @@ def test_a_session_waits_while_the_database_is_out_of_reach_then_runs():
     fast_fail = operational("server login has been failing, try again later (server_login_retry)\n"
                             "server closed the connection unexpectedly")
     session, clock = Session(fast_fail, operational("SSL SYSCALL error: EOF detected", invalidated=True)), Clock()
-    failed = sessions.wait_for_database(session, 30, sleep=clock.sleep, clock=lambda: clock.now)
+    failed = sessions.wait_for_database(session, 30.0, sleep=clock.sleep, clock=lambda: clock.now)
     assert failed == 2 and session.asked == ["SELECT 1", "ROLLBACK", "SELECT 1", "ROLLBACK", "SELECT 1"]
     assert clock.slept == [sessions.POLL, sessions.POLL]
 
 
-def test_a_session_gives_up_after_its_seconds_with_the_databases_error():
+def test_a_session_gives_up_at_its_deadline_with_the_databases_error():
     session, clock = Session(*[operational("could not connect to server: Connection refused")] * 100), Clock()
     with pytest.raises(Exception, match="Connection refused"):
-        sessions.wait_for_database(session, 3, sleep=clock.sleep, clock=lambda: clock.now)
-    assert clock.now == 3 and session.asked.count("SELECT 1") == 3 / sessions.POLL + 1
+        sessions.wait_for_database(session, 1.2, sleep=clock.sleep, clock=lambda: clock.now)
+    assert clock.slept == [0.5, 0.5, pytest.approx(0.2)] and session.asked.count("SELECT 1") == 4
 
 
 @pytest.mark.parametrize("error", [operational('password authentication failed for user "mlflow"'),
+                                   operational("server login has been failing, cached error: password authentication "
+                                               'failed for user "mlflow" (server_login_retry)'),
                                    operational('relation "runs" does not exist')])
 def test_an_error_that_waiting_cannot_mend_fails_at_once(error):
     session, clock = Session(error), Clock()
     with pytest.raises(type(error)):
-        sessions.wait_for_database(session, 30, sleep=clock.sleep, clock=lambda: clock.now)
+        sessions.wait_for_database(session, 30.0, sleep=clock.sleep, clock=lambda: clock.now)
     assert session.asked == ["SELECT 1"] and clock.slept == []
 
 
 @pytest.mark.parametrize(("db_type", "value", "seconds"), [("postgresql", "30", 30.0), ("postgresql", "", 0.0),
-                                                           ("postgresql", "soon", 0.0), ("sqlite", "30", 0.0)])
+                                                           ("postgresql", "soon", 0.0), ("postgresql", "inf", 0.0),
+                                                           ("postgresql", "-1", 0.0), ("sqlite", "30", 0.0)])
 def test_only_a_postgresql_store_waits_and_only_when_told(monkeypatch, db_type, value, seconds):
     monkeypatch.setenv(sessions.WAIT_VARIABLE, value)
     assert sessions.wait_seconds(db_type) == seconds
 
 
-def test_the_wait_comes_before_the_requests_first_statement():
+def test_the_wait_comes_before_the_requests_first_statement(monkeypatch):
     from contextlib import contextmanager
 
-    session = Session(operational("server closed the connection unexpectedly"))
+    monkeypatch.setattr(sessions, "POLL", 0.01)
+    outer, inner = Session(operational("server closed the connection unexpectedly")), Session()
+    sessions_made = iter([outer, inner])
 
     @contextmanager
     def make_session():
-        yield session
+        yield next(sessions_made)
 
-    with sessions.managed(make_session, None, 30)() as opened:
+    make = sessions.managed(make_session, None, 30)
+    with make() as opened:
+        deadline = sessions._request.deadline
+        with make() as nested:  # a session opened inside another: it waits too, until the same deadline
+            assert sessions._request.deadline == deadline
+            nested.execute("INSERT metrics")
         opened.execute("SELECT runs")
-    assert session.asked == ["SELECT 1", "ROLLBACK", "SELECT 1", "SELECT runs"]
+    assert outer.asked == ["SELECT 1", "ROLLBACK", "SELECT 1", "SELECT runs"]
+    assert inner.asked == ["SELECT 1", "INSERT metrics"]
+    assert sessions._request.deadline is None  # the next request gets its own
+
+
+@pytest.mark.parametrize(("db_type", "wrapped"), [("postgresql", True), ("sqlite", False)])
+def test_only_a_postgresql_stores_sessions_are_wrapped_for_the_wait(monkeypatch, db_type, wrapped):
+    """install() on MLflow's factory: an unbounded pool gets no gate, so only the wait can wrap the sessions."""
+    from types import SimpleNamespace
+
+    def original(SessionMaker, db_type):  # noqa: N803 (MLflow's)
+        return "mlflow's sessions"
+
+    utils = SimpleNamespace(_get_managed_session_maker=original)
+    monkeypatch.setenv(sessions.WAIT_VARIABLE, "30")
+    sessions.install(utils)
+    made = utils._get_managed_session_maker(SimpleNamespace(kw={"bind": None}), db_type)
+    assert (made != "mlflow's sessions") == wrapped

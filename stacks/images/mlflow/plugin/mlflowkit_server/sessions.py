@@ -20,14 +20,16 @@ pool itself would). ``tests/unit/test_sessions.py`` measures the nesting of the 
 :data:`NESTING`.
 
 Where ``MLFLOWKIT_DB_WAIT_SECONDS`` is set (the ``ha`` stack: 30), a PostgreSQL session also waits for its database
-before the request's first statement: it runs ``SELECT 1`` until the database answers, for up to that many seconds,
-while the error is one of a database out of reach (:func:`transient`). Why: behind PgBouncer, once a server login
-has failed (no leader during a failover, a stalled node) and no server connection is left, PgBouncer fails every
-query at once until a login succeeds; without the wait those requests failed with HTTP 500 (48 and 60 of a 4-writer
-load in an 8 s database stall; benchmarks/results/20261127T1540Z-pgbouncer-login-retry-ab/). Nothing of the request
-has run when its first statement fails, so waiting and trying again is safe; the ``SELECT 1`` begins the session's
-transaction, so PgBouncer keeps that server for the request's other statements. A statement that fails later (the
-leader lost under a running transaction) still fails its request.
+before its first statement: it runs ``SELECT 1`` until the database answers, while the error is one of a database
+out of reach (:func:`transient`), until that many seconds after the thread's outermost session opened (the sessions
+opened inside it share its deadline). Why: behind PgBouncer, once a server login has failed (no leader during
+a failover, a stalled node) and no server connection is left, PgBouncer fails every query at once until a login
+succeeds; without the wait those requests failed (42, 54 and 49 calls of a 4-writer load in an 8 s database stall,
+against 3, 4 and 3 with it: benchmarks/results/20261127T1620Z-db-wait-ab/). Nothing of the session has run when its
+first statement fails, so waiting and trying again is safe; the ``SELECT 1`` begins the session's transaction, so
+PgBouncer keeps that server for the statements up to the session's first commit (MLflow commits inside some
+sessions: what follows such a commit is not covered). A statement that fails later (the leader lost under a running
+transaction) still fails its request.
 
 Loaded at interpreter start by ``mlflowkit-server.pth``; it does nothing until MLflow imports its database utilities.
 """
@@ -35,11 +37,12 @@ Loaded at interpreter start by ``mlflowkit-server.pth``; it does nothing until M
 from __future__ import annotations
 
 import logging
+import math
 import os
 import threading
 import time
 from collections.abc import Callable, Iterator
-from contextlib import AbstractContextManager, contextmanager, nullcontext
+from contextlib import AbstractContextManager, contextmanager, nullcontext, suppress
 from types import ModuleType
 from typing import Any
 
@@ -53,7 +56,9 @@ POLL = 0.5  # seconds between two tries of a session's first statement
 TRANSIENT = ("server login has been failing", "server closed the connection unexpectedly", "server conn crashed",
              "could not connect to server", "connection refused", "the database system is starting up",
              "the database system is shutting down", "terminating connection due to administrator command")
+PERMANENT = ("authentication failed",)  # never transient, whatever else the message says (a cached login error)
 log = logging.getLogger(__name__)
+_request = threading.local()  # the deadline of the thread's request while its outermost session is open
 
 
 def places(connections: int) -> int:
@@ -108,17 +113,18 @@ def transient(error: BaseException) -> bool:
     if getattr(error, "connection_invalidated", False):
         return True
     message = str(error).lower()
-    return any(text in message for text in TRANSIENT)
+    return any(text in message for text in TRANSIENT) and not any(text in message for text in PERMANENT)
 
 
-def wait_for_database(session: Any, seconds: float, sleep: Callable[[float], None] = time.sleep,
+def wait_for_database(session: Any, deadline: float, sleep: Callable[[float], None] = time.sleep,
                       clock: Callable[[], float] = time.monotonic) -> int:
-    """Run the session's first statement, ``SELECT 1``, until the database answers or ``seconds`` have passed
-    (then the last error is raised), as long as each error is :func:`transient`; the failed tries."""
+    """Run the session's first statement, ``SELECT 1``, until the database answers or the ``deadline`` (of
+    ``clock``) has passed (then the last error is raised), as long as each error is :func:`transient`; the failed
+    tries."""
     from sqlalchemy import text
     from sqlalchemy.exc import DBAPIError
 
-    deadline, failed = clock() + seconds, 0
+    failed = 0
     while True:
         try:
             session.execute(text("SELECT 1"))
@@ -126,14 +132,16 @@ def wait_for_database(session: Any, seconds: float, sleep: Callable[[float], Non
                 log.warning("mlflowkit: the database answers again after %d failed tries", failed)
             return failed
         except DBAPIError as error:
-            if not transient(error) or clock() >= deadline:
+            left = deadline - clock()
+            if not transient(error) or left <= 0:
                 raise
             if not failed:
-                log.warning("mlflowkit: database out of reach (%s); waiting up to %g s",
-                            str(error).strip().splitlines()[0][:200], seconds)
+                log.warning("mlflowkit: database out of reach (%s); waiting up to %.0f s",
+                            str(error).strip().splitlines()[0][:200], left)
             failed += 1
-            session.rollback()
-            sleep(POLL)
+            with suppress(DBAPIError):  # the connection is gone: the next try checks out another
+                session.rollback()
+            sleep(min(POLL, left))
 
 
 def wait_seconds(db_type: str) -> float:
@@ -142,10 +150,13 @@ def wait_seconds(db_type: str) -> float:
     if db_type != "postgresql" or not raw:
         return 0.0
     try:
-        return max(0.0, float(raw))
+        seconds = float(raw)
     except ValueError:
+        seconds = math.nan
+    if not math.isfinite(seconds) or seconds < 0:
         log.warning("mlflowkit: %s=%r is not a number of seconds; sessions do not wait", WAIT_VARIABLE, raw)
         return 0.0
+    return seconds
 
 
 def managed(make_session: Callable[..., AbstractContextManager[Any]], gate: Gate | None,
@@ -154,10 +165,17 @@ def managed(make_session: Callable[..., AbstractContextManager[Any]], gate: Gate
     before the first statement."""
     @contextmanager
     def make_managed_session(*args: Any, **kwargs: Any) -> Iterator[Any]:
-        with gate.admit() if gate else nullcontext(), make_session(*args, **kwargs) as session:
-            if wait:
-                wait_for_database(session, wait)
-            yield session
+        outermost = getattr(_request, "deadline", None) is None
+        if wait and outermost:
+            _request.deadline = time.monotonic() + wait
+        try:
+            with gate.admit() if gate else nullcontext(), make_session(*args, **kwargs) as session:
+                if wait:
+                    wait_for_database(session, _request.deadline)
+                yield session
+        finally:
+            if wait and outermost:
+                _request.deadline = None
 
     return make_managed_session
 

@@ -6,7 +6,7 @@ scratch home, `postgres-s3` up. (The run of results.jsonl also tried to count ea
 read nothing and is left out.)"""
 import json, os, re, resource, subprocess, sys, time
 
-from mlflowkit.bench.run import experiment_id
+from mlflowkit.bench.run import experiment_id, set_env
 from mlflowkit.stack import Stack
 from mlflowkit.topology import TOPOLOGIES
 
@@ -28,8 +28,7 @@ def cpu_ns(cid: str) -> int:
 conn = stack.connection()
 experiment = experiment_id(conn, "probe-workers")
 for workers in sys.argv[1:]:
-    text = re.sub(r"(?m)^MLFLOW_WORKERS=.*\n", "", stack.env_file.read_text())
-    stack.env_file.write_text(text + f"MLFLOW_WORKERS={workers}\n")
+    set_env(stack, MLFLOW_WORKERS=workers)
     subprocess.run([sys.executable, "-m", "mlflowkit", "up", "postgres-s3"], check=True, capture_output=True)
     time.sleep(3)
     services = {s: container(s) for s in ("mlflow", "postgres", "s3")}

@@ -9,12 +9,12 @@ Per round: promotion (kill), seconds from the fault to the end of the first ackn
 calls. RETRY=1 keeps MLflow's client retries (a plain client); else none (each failure counted). AFTER: seconds the
 load goes on after the pause (12). Run from the repository root with the kit's venv, MLFLOWKIT_HOME and
 MLFLOWKIT_PROJECT_PREFIX on a scratch home, `ha` up."""
-import json, os, re, subprocess, sys, tempfile, time
+import json, os, subprocess, sys, tempfile, time
 from pathlib import Path
 
 from mlflowkit import faults
 from mlflowkit.bench.replicated import NO_RETRY, failed_after, resumed_after
-from mlflowkit.bench.run import experiment_id
+from mlflowkit.bench.run import experiment_id, set_env
 from mlflowkit.stack import Stack
 from mlflowkit.topology import TOPOLOGIES
 
@@ -24,8 +24,7 @@ results = []
 for number, tag in enumerate(tags):
     # A tag, or VARIABLE=image for another image of the stack (20261127T1620Z-db-wait-ab: MLFLOW_IMAGE=…).
     variable, image = tag.split("=", 1) if "=" in tag else ("PGBOUNCER_IMAGE", f"mlflowkit/pgbouncer:{tag}")
-    text = re.sub(rf"(?m)^(PGBOUNCER_IMAGE|{variable})=.*\n", "", stack.env_file.read_text())
-    stack.env_file.write_text(text + f"{variable}={image}\n")
+    set_env(stack, **{"PGBOUNCER_IMAGE": None, variable: image})
     subprocess.run([sys.executable, "-m", "mlflowkit", "up", "ha"], check=True, capture_output=True, timeout=600)
     conn = stack.connection()
     experiment = experiment_id(conn, "ab-pgbouncer")

@@ -4,7 +4,7 @@ the CPU seconds of each busy container (cgroup v2) and of the writers. Run from 
 venv, MLFLOWKIT_HOME and MLFLOWKIT_PROJECT_PREFIX on a scratch home, `ha` up."""
 import json, os, re, resource, subprocess, sys, time
 
-from mlflowkit.bench.run import experiment_id
+from mlflowkit.bench.run import experiment_id, set_env
 from mlflowkit.stack import Stack
 from mlflowkit.topology import TOPOLOGIES
 
@@ -27,8 +27,7 @@ def containers() -> dict[str, str]:
 
 results = []
 for tag in sys.argv[1:]:
-    text = re.sub(r"(?m)^MLFLOW_IMAGE=.*\n", "", stack.env_file.read_text())
-    stack.env_file.write_text(text + f"MLFLOW_IMAGE=mlflowkit/mlflow:{tag}\n")
+    set_env(stack, MLFLOW_IMAGE=f"mlflowkit/mlflow:{tag}")
     subprocess.run([sys.executable, "-m", "mlflowkit", "up", "ha"], check=True, capture_output=True, timeout=600)
     time.sleep(5)
     conn = stack.connection()

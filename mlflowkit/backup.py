@@ -5,6 +5,7 @@ A snapshot directory holds::
     manifest.json     kit and MLflow versions, topology, counts, a sha256 per artifact, what the metadata is
     metadata/         postgres.dump (pg_dump, custom format) | mlruns.db (SQLite online backup) | mlruns/ (file store)
                       auth-<server>.db: with `up --auth`, each MLflow server's users and permissions (SQLite)
+                      auth-postgres.dump: with `up --auth` on a replicated stack, its users database (pg_dump)
     artifacts/        every object of the bucket, or every file of the local artifact directory, by key
 
 Consistency while clients write: the metadata is taken first (one transaction for PostgreSQL, the online backup
@@ -34,7 +35,7 @@ from mlflowkit.client import Client
 from mlflowkit.docker import Compose
 from mlflowkit.errors import KitError
 from mlflowkit.stack import Stack
-from mlflowkit.topology import LOCAL_ARTIFACTS, Backend, Topology
+from mlflowkit.topology import DATABASE_SERVICE, LOCAL_ARTIFACTS, Backend, Topology
 
 Log = Callable[[str], None]
 MANIFEST = "manifest.json"
@@ -70,12 +71,12 @@ class Manifest:
 
 
 def check_supported(topology: Topology) -> None:
-    """Backup and restore — and so upgrade and migrate — know the single-server stacks; one line for the others."""
+    """Upgrade and migrate know the single-server stacks; one line for the others (backup and restore know all)."""
     if topology.balancer:
-        raise KitError(f"{topology.name}: backup, restore, upgrade and migrate do not handle replicated stacks yet "
-                       "(its users live in PostgreSQL's mlflow_auth database, its bucket in a SeaweedFS cluster).",
-                       hint="back up its PostgreSQL databases (pg_dump) and its bucket with your own tools for now "
-                       "(docs/operations.md).")
+        raise KitError(f"{topology.name}: upgrade and migrate do not handle replicated stacks yet (their replicas "
+                       "would change version one by one, which the kit does not orchestrate).",
+                       hint=f"`mlflowkit backup {topology.name}` and `mlflowkit restore {topology.name}` keep its data "
+                       "meanwhile (docs/operations.md).")
 
 
 # --- counts ---------------------------------------------------------------------------------------------------
@@ -145,7 +146,6 @@ def is_empty(found: dict[str, int]) -> bool:
 
 def backup(stack: Stack, target: Path, log: Log) -> Manifest:
     """Snapshot ``stack`` (up, or brought up for the copy and stopped again) into the new directory ``target``."""
-    check_supported(stack.topology)
     if target.exists() and any(target.iterdir()):
         raise KitError(f"{target} is not empty: a backup goes into a new or empty directory.",
                        hint="give --to a new path (the default is a fresh one under MLFLOWKIT_HOME/backups).")
@@ -182,13 +182,8 @@ def backup(stack: Stack, target: Path, log: Log) -> Manifest:
 def _backup_metadata(stack: Stack, directory: Path, log: Log) -> str:
     backend = stack.topology.backend
     if backend is Backend.POSTGRESQL:
-        env = stack.env()
         log("backup: metadata: pg_dump (one consistent transaction)")
-        with stack.compose().output("exec", "-T", "postgres", "pg_dump", "--format=custom", "-U",
-                                    env["POSTGRES_USER"], "-d", env["POSTGRES_DB"],
-                                    timeout=stack.settings.command_timeout * 5) as dump, \
-                (directory / "postgres.dump").open("wb") as out:
-            shutil.copyfileobj(dump, out)
+        _pg_dump(stack, stack.env()["POSTGRES_DB"], directory / "postgres.dump")
         return "postgres.dump"
     store = _local_store(stack)
     if backend is Backend.SQLITE:
@@ -202,40 +197,84 @@ def _backup_metadata(stack: Stack, directory: Path, log: Log) -> str:
     return store.name
 
 
-def _auth_servers(stack: Stack) -> tuple[str, ...]:
-    """The servers whose auth-data volume holds users: every MLflow server of a stack that runs with --auth."""
-    return stack.topology.servers if stack.env().get("MLFLOW_AUTH_ARGS") else ()
+def _auth_holders(stack: Stack) -> tuple[str, ...]:
+    """Where a stack that runs with --auth keeps its users, by the name its manifest counts them under: each MLflow
+    server (its SQLite file, on a volume of its own), or the database service (one PostgreSQL database for every
+    replica, Topology.auth_database)."""
+    if not stack.auth_enabled:
+        return ()
+    return (DATABASE_SERVICE,) if stack.topology.auth_database else stack.topology.servers
+
+
+def _auth_database(stack: Stack) -> str:
+    """The name of the PostgreSQL database that holds the users of a replicated stack."""
+    assert stack.topology.auth_database is not None
+    return stack.topology.auth_database.format_map(stack.env())
+
+
+def _auth_file(stack: Stack, holder: str) -> str:
+    return f"auth-{holder}.dump" if stack.topology.auth_database else f"auth-{holder}.db"
 
 
 def _backup_auth(stack: Stack, directory: Path, log: Log) -> dict[str, int]:
     found: dict[str, int] = {}
-    for server in _auth_servers(stack):
-        path = directory / f"auth-{server}.db"
-        with _auth_output(stack, server, "export") as data, path.open("wb") as out:
-            shutil.copyfileobj(data, out)
-        if not path.stat().st_size:  # the server has not made its database (yet)
-            path.unlink()
-            continue
-        with sqlite3.connect(f"file:{path}?mode=ro", uri=True) as db:
-            found[server] = int(db.execute("SELECT count(*) FROM users").fetchone()[0])
-        log(f"backup: users of --auth on {server}: {found[server]}")
+    for holder in _auth_holders(stack):
+        path = directory / _auth_file(stack, holder)
+        if stack.topology.auth_database:
+            _pg_dump(stack, _auth_database(stack), path)
+            found[holder] = _auth_users(stack, holder)
+        else:
+            with _auth_output(stack, holder, "export") as data, path.open("wb") as out:
+                shutil.copyfileobj(data, out)
+            if not path.stat().st_size:  # the server has not made its database (yet)
+                path.unlink()
+                continue
+            with sqlite3.connect(f"file:{path}?mode=ro", uri=True) as db:
+                found[holder] = int(db.execute("SELECT count(*) FROM users").fetchone()[0])
+        log(f"backup: users of --auth on {holder}: {found[holder]}")
     return found
 
 
 def _restore_auth(stack: Stack, directory: Path, manifest: Manifest, log: Log) -> None:
-    if manifest.auth and not _auth_servers(stack):
+    if manifest.auth and not _auth_holders(stack):
         log(f"restore: the backup holds users of --auth; {stack.topology.name} runs without it, so they are "
             f"restored but unused until `mlflowkit up {stack.topology.name} --auth`")
-    for server in manifest.auth:
-        with (directory / f"auth-{server}.db").open("rb") as snapshot:
-            compose, args = script_command(stack, server, AUTH_SCRIPT, "import")
-            users = compose.input(*args, write=lambda stdin: shutil.copyfileobj(snapshot, stdin),
-                                  timeout=stack.settings.command_timeout)
-        log(f"restore: users of --auth on {server}: {users.strip()}")
+    for holder in manifest.auth:
+        path = directory / _auth_file(stack, holder)
+        if stack.topology.auth_database:
+            _pg_restore(stack, _auth_database(stack), path)
+            _keep_admin(stack, _auth_database(stack))
+            users = str(_auth_users(stack, holder))
+        else:
+            with path.open("rb") as snapshot:
+                compose, args = script_command(stack, holder, AUTH_SCRIPT, "import")
+                users = compose.input(*args, write=lambda stdin: shutil.copyfileobj(snapshot, stdin),
+                                      timeout=stack.settings.command_timeout)
+        log(f"restore: users of --auth on {holder}: {users.strip()}")
 
 
-def _auth_users(stack: Stack, server: str) -> int:
-    compose, args = script_command(stack, server, AUTH_SCRIPT, "users")
+def _keep_admin(stack: Stack, database: str) -> None:
+    """The stack's own admin (MLFLOW_AUTH_ADMIN_USERNAME/PASSWORD of its .env), if the restored users database has
+    that user, gets the stack's password: MLflow makes the admin only when the user is missing and never changes a
+    password it finds, so the kit and whoever holds that .env still get in (what mlflowkit.auth_db does for a
+    server's SQLite file). The hash is MLflow's own (werkzeug), made here; psql quotes both values."""
+    env = stack.env()
+    username, password = env.get("MLFLOW_AUTH_ADMIN_USERNAME"), env.get("MLFLOW_AUTH_ADMIN_PASSWORD")
+    if not (username and password):
+        return
+    from werkzeug.security import generate_password_hash
+
+    stack.compose().exec(DATABASE_SERVICE, ["psql", "-v", "ON_ERROR_STOP=1", "-q", "-U", env["POSTGRES_USER"], "-d",
+                                            database, "-v", f"hash={generate_password_hash(password)}", "-v",
+                                            f"name={username}"],
+                         input="UPDATE users SET password_hash = :'hash', is_admin = true WHERE username = :'name';\n",
+                         timeout=stack.settings.command_timeout)
+
+
+def _auth_users(stack: Stack, holder: str) -> int:
+    if stack.topology.auth_database:
+        return int(_psql(stack, _auth_database(stack), "SELECT count(*) FROM users").strip())
+    compose, args = script_command(stack, holder, AUTH_SCRIPT, "users")
     return int(compose.call(*args, timeout=stack.settings.command_timeout).strip() or 0)
 
 
@@ -297,7 +336,6 @@ def restore(stack: Stack, source: Path, log: Log, *, force: bool = False) -> Man
     Refuses a stack that holds data unless ``force``, or unless a restore of the same snapshot was interrupted
     (a marker in the stack's state directory says so): running the same restore again finishes it.
     """
-    check_supported(stack.topology)
     manifest = Manifest.read(source)
     if manifest.topology != stack.topology.name:
         raise KitError(f"{source} is a backup of {manifest.topology}, not of {stack.topology.name}.",
@@ -332,20 +370,8 @@ def _restore_metadata(stack: Stack, directory: Path, manifest: Manifest, log: Lo
     compose.call("stop", *servers)
     try:
         if stack.topology.backend is Backend.POSTGRESQL:
-            env = stack.env()
-            psql = ["-U", env["POSTGRES_USER"], "-d", env["POSTGRES_DB"]]
-            # The whole schema goes, not only the dump's tables (pg_restore --clean): after a failed upgrade the
-            # database holds a newer MLflow's tables, whose foreign keys would stop the old tables being dropped,
-            # and whose leftovers an older MLflow's migration refuses. Not one transaction with the load: a
-            # restore that stops in between is finished by running it again (the marker allows that).
             log("restore: metadata: the database emptied (schema public made anew), then pg_restore")
-            compose.exec("postgres", ["psql", "-v", "ON_ERROR_STOP=1", "-q", *psql, "-c",
-                                      "DROP SCHEMA public CASCADE; CREATE SCHEMA public;"],
-                         timeout=stack.settings.command_timeout)
-            with (directory / manifest.metadata).open("rb") as dump:
-                compose.input("exec", "-T", "postgres", "pg_restore", "--no-owner", "--single-transaction", *psql,
-                              write=lambda stdin: shutil.copyfileobj(dump, stdin),
-                              timeout=stack.settings.command_timeout * 5)
+            _pg_restore(stack, stack.env()["POSTGRES_DB"], directory / manifest.metadata)
         else:
             store = _local_store(stack)
             log(f"restore: metadata: {manifest.metadata} into {store}")
@@ -443,6 +469,36 @@ def _rewrite_local_paths(stack: Stack, manifest: Manifest, log: Log) -> None:
 
 
 # --- helpers ----------------------------------------------------------------------------------------------------
+
+def _pg_dump(stack: Stack, database: str, path: Path) -> None:
+    """``database`` into ``path``: pg_dump's custom format, one consistent transaction, run in the database
+    service (which reaches the leader in a replicated stack)."""
+    with stack.compose().output("exec", "-T", DATABASE_SERVICE, "pg_dump", "--format=custom", "-U",
+                                stack.env()["POSTGRES_USER"], "-d", database,
+                                timeout=stack.settings.command_timeout * 5) as dump, path.open("wb") as out:
+        shutil.copyfileobj(dump, out)
+
+
+def _pg_restore(stack: Stack, database: str, path: Path) -> None:
+    """The dump at ``path`` into ``database``, emptied first.
+
+    The whole schema goes, not only the dump's tables (pg_restore --clean): after a failed upgrade the database
+    holds a newer MLflow's tables, whose foreign keys would stop the old tables being dropped, and whose leftovers
+    an older MLflow's migration refuses. Not one transaction with the load: a restore that stops in between is
+    finished by running it again (the marker allows that)."""
+    _psql(stack, database, "DROP SCHEMA public CASCADE; CREATE SCHEMA public;")
+    with path.open("rb") as dump:
+        stack.compose().input("exec", "-T", DATABASE_SERVICE, "pg_restore", "--no-owner", "--single-transaction",
+                              "-U", stack.env()["POSTGRES_USER"], "-d", database,
+                              write=lambda stdin: shutil.copyfileobj(dump, stdin),
+                              timeout=stack.settings.command_timeout * 5)
+
+
+def _psql(stack: Stack, database: str, sql: str) -> str:
+    """``sql`` run by psql in the database service (stops at the first error); its unaligned output."""
+    return stack.compose().exec(DATABASE_SERVICE, ["psql", "-v", "ON_ERROR_STOP=1", "-q", "-tA", "-U",
+                                                   stack.env()["POSTGRES_USER"], "-d", database, "-c", sql],
+                                timeout=stack.settings.command_timeout)
 
 def _running(stack: Stack) -> bool:
     return any(state.state == "running" for state in stack.states())

@@ -8,6 +8,7 @@ servers comes from the topology's declaration.
 
 from __future__ import annotations
 
+import json
 import os
 import signal
 import time
@@ -15,7 +16,7 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 
 from mlflowkit.docker import run
-from mlflowkit.errors import KitError
+from mlflowkit.errors import CommandError, KitError
 from mlflowkit.stack import Member, Stack
 from mlflowkit.topology import Replicas, Topology
 
@@ -196,6 +197,46 @@ def leader(roles: Roles) -> str:
     if len(found) != 1:
         raise KitError(f"no single PostgreSQL leader: {roles}", hint="`mlflowkit status` shows each node's role.")
     return found[0]
+
+
+# --- etcd, where Patroni keeps its leader key -----------------------------------------------------------
+
+def consensus_leader(stack: Stack) -> str:
+    """The etcd member that leads the consensus, asked of each member's status (etcd's HTTP gateway, inside its
+    container: the port is not published); a KitError when none says it leads."""
+    patroni = stack.topology.patroni
+    if patroni is None:
+        raise KitError(f"{stack.topology.name} has no PostgreSQL cluster", hint="only a Patroni topology has etcd.")
+    for member in patroni.consensus:
+        try:
+            status = stack.compose().exec(member, ["curl", "-fsS", "-X", "POST", "-d", "{}",
+                                                   f"http://127.0.0.1:{patroni.consensus_port}/v3/maintenance/status"],
+                                          timeout=30)
+        except CommandError:
+            continue
+        if leads(status):
+            return member
+    raise KitError(f"no etcd member of {stack.project} says it leads",
+                   hint=f"`mlflowkit status {stack.topology.name}` and `mlflowkit logs` show the members' state.")
+
+
+def leads(status: str) -> bool:
+    """Whether an etcd member's ``/v3/maintenance/status`` answer is the leader's own (its id is the leader's)."""
+    data = json.loads(status)
+    return str(data["header"]["member_id"]) == str(data.get("leader"))
+
+
+def wait_healthy(stack: Stack, name: str, timeout: float) -> float:
+    """Seconds until the member ``name`` (a service, or a replica: ``mlflow #2``) runs and passes its
+    healthcheck."""
+    started = time.monotonic()
+    while True:
+        members = stack.members()
+        member = next((m for m in members if m.name == name), None)
+        if member is not None and member.state.state == "running" and member.state.health == "healthy":
+            return time.monotonic() - started
+        _check_deadline(started, timeout, f"{name} not healthy", member)
+        time.sleep(POLL)
 
 
 def _check_deadline(started: float, timeout: float, what: str, seen: object = None) -> None:

@@ -32,8 +32,11 @@ class Backend(str, Enum):
         raise ValueError(f"{self.value} is not a local store")
 
 
+# The database's address in every PostgreSQL stack (in a replicated one, a router to the leader): where the kit's
+# pg_dump, pg_restore and psql run.
+DATABASE_SERVICE = "postgres"
 # The services that hold data (PostgreSQL, S3) rather than run MLflow.
-STORE_SERVICES = frozenset({"postgres", "s3"})
+STORE_SERVICES = frozenset({DATABASE_SERVICE, "s3"})
 # Where the local topologies keep artifacts, under MLFLOW_DATA_DIR.
 LOCAL_ARTIFACTS = "mlartifacts"
 # The optional metrics profile (stacks/common/metrics.yaml): its service, and the port an MLflow server listens
@@ -102,6 +105,7 @@ class Patroni:
     nodes: tuple[str, ...]  # the PostgreSQL nodes; each is its Patroni member name too
     consensus: tuple[str, ...]  # the etcd members
     api_port: int = 8008  # Patroni's REST API, inside the stack's network only
+    consensus_port: int = 2379  # etcd's client API (its HTTP gateway too), inside the stack's network only
 
 
 @dataclass(frozen=True)
@@ -167,6 +171,9 @@ class Topology:
     replicas: tuple[Replicas, ...] = ()
     pooling: Pooling | None = None
     roles: tuple[tuple[str, str], ...] = ()  # (service, role) of the other services, for `mlflowkit status`
+    # With --auth, where the users live: None, in each MLflow server's own SQLite file (a volume of its own); else
+    # in this PostgreSQL database, one for every replica ("{POSTGRES_DB}" stands for the .env's value).
+    auth_database: str | None = None
     patroni: Patroni | None = None  # a replicated PostgreSQL (Patroni + etcd)
     secrets: tuple[str, ...] = ()  # .env variables `mlflowkit up` generates beyond the backend's and S3's
     scraped: tuple[Scrape, ...] = ()  # stores the metrics profile scrapes beside the MLflow servers
@@ -182,7 +189,7 @@ class Topology:
         that listens on a port variable (the same number inside and out) at that variable's value in ``values``.
         A replicated server is its service's name: every replica answers it (Prometheus resolves them all)."""
         targets = []
-        for service in self.mlflow_servers:
+        for service in self.servers:
             own = [port for port in self.ports if port.service == service and port.container_port is None]
             number = values.get(own[0].variable) or str(own[0].default) if own else str(SERVER_PORT)
             targets.append(f"{service}:{number}")
@@ -239,13 +246,10 @@ class Topology:
 
     @property
     def servers(self) -> tuple[str, ...]:
-        """The long-running MLflow services (tracking, artifacts, UI): what stops while a store is replaced."""
-        return tuple(service for service in self.services if service not in STORE_SERVICES)
-
-    @property
-    def mlflow_servers(self) -> tuple[str, ...]:
-        """The services that run `mlflow server` (a replicated topology's pools; not its balancer)."""
-        return tuple(r.service for r in self.replicas) or tuple(s for s in self.servers if s != self.balancer)
+        """The services that run `mlflow server` (a replicated topology's pools; not its balancer or stores): what
+        stops while a store is replaced."""
+        return (tuple(r.service for r in self.replicas)
+                or tuple(service for service in self.services if service not in STORE_SERVICES))
 
     @property
     def uses_s3(self) -> bool:
@@ -409,6 +413,7 @@ HA = Topology(
            ("s3-master", "S3 master"), ("s3-volume-1", "S3 volume server"), ("s3-volume-2", "S3 volume server"),
            ("s3-volume-3", "S3 volume server"), ("s3", "S3 filer + gateway")),
     patroni=Patroni(nodes=("postgres-1", "postgres-2"), consensus=("etcd-1", "etcd-2", "etcd-3")),
+    auth_database="{POSTGRES_DB}_auth",
     secrets=("POSTGRES_REPLICATION_PASSWORD", "PATRONI_API_PASSWORD"),
 )
 

@@ -65,7 +65,7 @@ def facts() -> dict[str, Any]:
             "scenario": t.scenario,
             "artifactMode": t.artifact_mode.value,
             # The MLflow servers (a replicated topology's pools; its other services are stores and balancer).
-            "servers": list(t.mlflow_servers),
+            "servers": list(t.servers),
             "oneShots": list(t.one_shots),
             # The servers prepare their stores as they start (the init containers and Jobs still run first).
             "serversPrepareStores": t.one_shots_profile is not None,

@@ -13,7 +13,7 @@ import subprocess
 import sys
 import time
 from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass
 
 import pytest
@@ -32,6 +32,7 @@ pytestmark = pytest.mark.e2e
 WORKERS = 4  # client processes of the load
 BATCH = 10  # metrics per log-batch call
 STALL = 8.0  # seconds the PostgreSQL leader is paused (under Patroni's ttl of 15 s: no failover)
+ETCD_OUT = 20.0  # seconds etcd members are out: past the ttl, so Patroni's leader key cannot live on what it had
 
 
 @pytest.fixture(scope="module")
@@ -403,6 +404,65 @@ def test_a_stalled_database_holds_calls_instead_of_failing_them(stack):
     assert len(result.failures) <= WORKERS, result.failures[:5]  # only the calls in flight when it stalled
 
 
+def test_losing_the_etcd_leader_under_load_keeps_the_database_leader_and_fails_no_call(stack):
+    """`docker kill` of the etcd member that leads the consensus (a deliberate stop) for ETCD_OUT s under the load:
+    the two left elect a leader (two of three are a quorum), Patroni renews its leader key through them, and the
+    PostgreSQL leader stays leader. Then the member is started and rejoins."""
+    roles = faults.wait_roles(stack, faults.healthy_pair, 120)
+    member = faults.consensus_leader(stack)
+    victim = faults.container(stack, member)
+    with load(stack, "etcd-member") as outcome:
+        before = outcome.acknowledged
+        faults.kill(victim)
+        try:
+            time.sleep(ETCD_OUT)
+            during, successor = faults.database_roles(stack), faults.consensus_leader(stack)
+        finally:
+            faults.start(victim)
+        calls = outcome.acknowledged - before
+        back = faults.wait_healthy(stack, member, 120)
+    after = faults.wait_roles(stack, faults.healthy_pair, 120)
+    result = outcome[0]
+    print(f"\nkill the etcd leader ({member}) for {ETCD_OUT:.0f} s: {successor} led; {WORKERS} clients "
+          f"{result.seconds:.0f} s, {result.acked} metric rows acknowledged ({calls} calls while it was out), "
+          f"{result.stored} stored, {len(result.lost)} lost; {len(result.failures)} failed calls; PostgreSQL "
+          f"{during} while it was out; {member} healthy again {back:.1f} s after its start")
+    for failure in result.failures[:5]:
+        print(f"  {failure}")
+    assert successor != member
+    assert during == roles and after == roles  # no failover, no demotion
+    assert result.failures == []
+    assert result.acked > 0 and result.stored == result.acked and result.lost == []
+
+
+def test_with_every_etcd_member_stalled_the_database_leader_stays_and_writes_go_on(stack):
+    """`docker pause` of all three etcd members for ETCD_OUT s under the load: Patroni cannot renew its leader key,
+    which expires (ttl 15 s). With failsafe_mode (the stack's patroni.yml) the leader stays leader while the other
+    node answers it over Patroni's REST API; without it, the leader demotes itself once retry_timeout (6 s) has
+    passed, and every write fails until etcd is back. So writes are counted in the last seconds of the outage,
+    past the ttl."""
+    roles = faults.wait_roles(stack, faults.healthy_pair, 120)
+    members = [faults.container(stack, member) for member in HA.patroni.consensus]
+    with load(stack, "etcd-gone") as outcome, ExitStack() as stalled:
+        for member in members:
+            stalled.enter_context(faults.paused(member))
+        time.sleep(ETCD_OUT - 4)
+        late = outcome.acknowledged
+        time.sleep(4)
+        late = outcome.acknowledged - late
+    after = faults.wait_roles(stack, faults.healthy_pair, 120)
+    result = outcome[0]
+    print(f"\nstall every etcd member {ETCD_OUT:.0f} s: {WORKERS} clients {result.seconds:.0f} s, {result.acked} "
+          f"metric rows acknowledged ({late} calls in the outage's last 4 s), {result.stored} stored, "
+          f"{len(result.lost)} lost; {len(result.failures)} failed calls; PostgreSQL {after} after it")
+    for failure in result.failures[:5]:
+        print(f"  {failure}")
+    assert late >= WORKERS, "no writes past the leader key's ttl: the leader was demoted"
+    assert after == roles  # no failover, no demotion
+    assert result.failures == []
+    assert result.acked > 0 and result.stored == result.acked and result.lost == []
+
+
 def test_pgbouncer_retries_a_failed_server_login_every_second(stack):
     """PgBouncer's running configuration: server_login_retry 1 s, not its default 15 s, which could keep writes back
     15 s past a failover (benchmarks/results/20261127T1540Z-pgbouncer-login-retry-ab/)."""
@@ -447,6 +507,50 @@ def test_killed_postgresql_leader_under_load_fails_over_and_loses_no_acknowledge
     assert result.lost == [] and result.duplicated == []
     assert result.acked > 0 and result.stored >= result.acked
     assert check_downloads(stack, result.uploads) == []
+
+
+def test_backup_then_restore_puts_back_every_row_artifact_and_user(stack, tmp_path):
+    """`mlflowkit backup` of the running stack (the runs, metrics, artifacts and users of the tests above, and
+    carol), then a bad day after it: an experiment made, carol's password changed, and .env's admin password
+    changed. `restore --force` puts the snapshot back through the database's router and the S3 one-shot, and
+    verifies counts, checksums and users itself. The later experiment is gone, carol's old password works again,
+    and the stack's admin has .env's new password (the restored users database had the old one)."""
+    from mlflowkit import backup, envfile
+
+    api = Api.of(stack)
+
+    def status(auth: tuple[str, str], path: str = "experiments/search", **params: str) -> int:
+        return requests.get(f"{api.url}/api/2.0/mlflow/{path}", params={"max_results": "1", **params}, auth=auth,
+                            verify=api.ca, timeout=30).status_code
+
+    with requests.Session() as session:
+        made = api.call(session, "POST", "/api/2.0/mlflow/users/create",
+                        json={"username": "carol", "password": "carol-pass-1"})
+        assert made.status_code == 200, made.text
+    started = time.monotonic()
+    manifest = backup.backup(stack, tmp_path / "snapshot", _log)
+    took = time.monotonic() - started
+    assert manifest.counts["runs"] >= WORKERS and manifest.counts["metrics"] > 0, manifest.counts
+    assert manifest.artifacts and list(manifest.auth) == ["postgres"] and manifest.auth["postgres"] >= 2
+
+    with requests.Session() as session:
+        for method, path, body in (
+                ("POST", "experiments/create", {"name": "after-the-backup"}),
+                ("PATCH", "users/update-password", {"username": "carol", "password": "carol-pass-2"})):
+            assert api.call(session, method, f"/api/2.0/mlflow/{path}", json=body).status_code == 200
+    old_admin = api.auth
+    envfile.set_value(stack.env_file, "MLFLOW_AUTH_ADMIN_PASSWORD", "the-admins-new-password-after-a-leak")
+    started = time.monotonic()
+    backup.restore(stack, tmp_path / "snapshot", _log, force=True)  # raises unless counts, sha256s, users equal
+    restored = time.monotonic() - started
+    api = Api.of(stack)
+    print(f"\nbackup of ha: {manifest.counts['runs']} runs, {manifest.counts['metrics']} metric points, "
+          f"{len(manifest.artifacts)} artifacts, {manifest.auth['postgres']} users in {took:.1f} s; restore "
+          f"(--force, verified) in {restored:.1f} s")
+    assert status(api.auth, "experiments/get-by-name", experiment_name="after-the-backup") == 404
+    assert (status(("carol", "carol-pass-1")), status(("carol", "carol-pass-2"))) == (200, 401)
+    assert (status(api.auth), status(old_admin)) == (200, 401)
+    assert api.auth[1] == "the-admins-new-password-after-a-leak"
 
 
 def test_up_refuses_a_stack_over_its_connection_budget(make_stack, e2e_settings):

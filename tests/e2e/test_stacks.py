@@ -44,7 +44,7 @@ def assert_missing_s3_keys_are_explained(stack) -> None:
 def assert_each_server_is_one_process(stack) -> None:
     """The image's launcher (mlflowkit_server.in_process) serves MLflow in the process of `mlflow server` itself:
     with one worker, each server container runs one process, not the CLI waiting beside a uvicorn child."""
-    for service in stack.topology.mlflow_servers:
+    for service in stack.topology.servers:
         numbers = [s.replica for s in stack.states() if s.service == service and s.state == "running"]
         assert numbers, f"no running {service} container"
         for number in numbers:  # every replica of a replicated server

@@ -243,8 +243,7 @@ def test_migration_and_bucket_run_before_the_servers(topology):
 
 def server_names(topology: str) -> list[str]:
     """The MLflow servers the chart runs (a replicated topology's pools; its balancer and stores are not)."""
-    t = TOPOLOGIES[topology]
-    return [r.service for r in t.replicas] if t.replicas else list(t.servers)
+    return list(TOPOLOGIES[topology].servers)
 
 
 def env_names(container: dict[str, Any]) -> set[str]:

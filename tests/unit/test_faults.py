@@ -3,6 +3,7 @@ its bounded waits against a stack that answers from a script."""
 
 from __future__ import annotations
 
+import json
 import signal
 import subprocess
 from dataclasses import dataclass, field
@@ -10,7 +11,7 @@ from dataclasses import dataclass, field
 import pytest
 
 from mlflowkit import faults
-from mlflowkit.errors import KitError
+from mlflowkit.errors import CommandError, KitError
 from mlflowkit.stack import Member, ServiceState
 from mlflowkit.topology import HA, POSTGRES_S3
 
@@ -175,3 +176,54 @@ def test_roles_are_patronis_asked_of_every_declared_node_until_wanted():
     with pytest.raises(KitError, match="postgres-s3 has no PostgreSQL cluster"):
         faults.wait_roles(Scripted(topology=POSTGRES_S3), faults.healthy_pair, timeout=1)
     assert faults.database_roles(Scripted(topology=POSTGRES_S3)) == {}
+
+
+def etcd_status(member_id: str, leader: str) -> str:
+    """What etcd 3.4's HTTP gateway answers to POST /v3/maintenance/status (ids as strings, as its JSON has them)."""
+    return json.dumps({"header": {"cluster_id": "1", "member_id": member_id, "revision": "9", "raft_term": "2"},
+                       "version": "3.4.23", "leader": leader, "raftIndex": "40", "raftTerm": "2"})
+
+
+class Etcd:
+    """A stack whose etcd members answer their status from ``answers`` (a CommandError: the member is down)."""
+
+    topology = HA
+    project = "h-ha"
+
+    def __init__(self, answers: dict[str, object]) -> None:
+        self.answers, self.asked = answers, []
+
+    def compose(self):
+        return self
+
+    def exec(self, service: str, argv: list[str], *, timeout: float) -> str:
+        assert timeout > 0 and argv[-1] == f"http://127.0.0.1:{HA.patroni.consensus_port}/v3/maintenance/status"
+        self.asked.append(service)
+        answer = self.answers[service]
+        if isinstance(answer, Exception):
+            raise answer
+        return answer
+
+
+def test_the_consensus_leader_is_the_member_whose_id_is_the_leaders():
+    assert faults.leads(etcd_status("1234", "1234"))
+    assert not faults.leads(etcd_status("1234", "99"))
+    down = CommandError(["docker", "compose", "exec"], 1, "", "container is not running")
+    stack = Etcd({"etcd-1": down, "etcd-2": etcd_status("2", "3"), "etcd-3": etcd_status("3", "3")})
+    assert faults.consensus_leader(stack) == "etcd-3"
+    assert stack.asked == list(HA.patroni.consensus)
+    with pytest.raises(KitError, match="no etcd member of h-ha says it leads"):
+        faults.consensus_leader(Etcd({"etcd-1": down, "etcd-2": etcd_status("2", "0"), "etcd-3": down}))
+    with pytest.raises(KitError, match="postgres-s3 has no PostgreSQL cluster"):
+        faults.consensus_leader(Scripted(topology=POSTGRES_S3))
+
+
+def test_wait_healthy_needs_the_member_running_and_healthy_and_is_bounded():
+    def etcd(state: str, health: str) -> Member:
+        return Member("etcd-2", "etcd member", ServiceState("etcd-2", state, health, 0, "", 1, ()))
+
+    seen = Scripted(members_seen=[[etcd("exited", "")], [etcd("running", "starting")], [etcd("running", "healthy")]])
+    assert faults.wait_healthy(seen, "etcd-2", 5) >= 0
+    assert seen.members_seen == [[etcd("running", "healthy")]]
+    with pytest.raises(KitError, match="etcd-2 not healthy within 0 s"):
+        faults.wait_healthy(Scripted(members_seen=[[etcd("running", "unhealthy")]]), "etcd-2", 0.05)

@@ -4,6 +4,7 @@ and the files of its stack."""
 from __future__ import annotations
 
 import datetime
+import re
 import ssl
 import stat
 from pathlib import Path
@@ -190,6 +191,22 @@ def test_a_tls_stack_gives_clients_https_and_its_ca(tmp_path):
     assert connection.server_cert_path == f"{tmp_path}/tls/ca.pem"
     assert connection.environ()["MLFLOW_TRACKING_SERVER_CERT_PATH"] == f"{tmp_path}/tls/ca.pem"
     assert Stack(TOPOLOGIES["proxied"], Settings(home=str(tmp_path))).ca_path() is None
+
+
+def test_the_declared_users_database_is_the_one_the_replicas_and_the_migration_use():
+    """backup and restore dump the database Topology.auth_database names: the one every replica's libpq is given and
+    the migration one-shot makes."""
+    services = yaml.safe_load((ROOT / "stacks" / "ha" / "compose.yaml").read_text())["services"]
+    assert HA.auth_database is not None
+    declared = HA.auth_database.format(POSTGRES_DB="team")
+
+    def resolved(value: str) -> str:  # ${POSTGRES_DB} or ${POSTGRES_DB:?message} as .env's POSTGRES_DB=team
+        return re.sub(r"\$\{POSTGRES_DB(:\?[^}]*)?\}", "team", value)
+
+    for replicas in HA.replicas:
+        assert resolved(services[replicas.service]["environment"]["PGDATABASE"]) == declared
+    assert resolved(services["migrate"]["environment"]["MLFLOW_AUTH_DATABASE"]) == declared
+    assert [t.name for t in TOPOLOGIES.values() if t.auth_database] == [HA.name]
 
 
 @pytest.mark.parametrize("replicated", [r.service for r in HA.replicas])

@@ -70,13 +70,21 @@ class Manifest:
         return cls(**json.loads(path.read_text()))
 
 
-def check_supported(topology: Topology) -> None:
-    """Upgrade and migrate know the single-server stacks; one line for the others (backup and restore know all)."""
+# Why a command refuses a replicated stack (backup and restore handle every topology).
+NOT_REPLICATED = {
+    "upgrade": "its replicas would change version one by one, which the kit does not orchestrate",
+    "migrate": "its routes between stores are written and proven for single-server stacks",
+    "gc": "its artifacts are deleted through the artifacts replicas, behind the load balancer's TLS",
+}
+
+
+def check_supported(topology: Topology, command: str) -> None:
+    """``command`` (a key of NOT_REPLICATED) knows the single-server stacks; one line for a replicated one."""
     if topology.balancer:
-        raise KitError(f"{topology.name}: upgrade and migrate do not handle replicated stacks yet (their replicas "
-                       "would change version one by one, which the kit does not orchestrate).",
+        raise KitError(f"{topology.name}: {command} does not handle replicated stacks yet "
+                       f"({NOT_REPLICATED[command]}).",
                        hint=f"`mlflowkit backup {topology.name}` and `mlflowkit restore {topology.name}` keep its data "
-                       "meanwhile (docs/operations.md).")
+                       "(docs/operations.md).")
 
 
 # --- counts ---------------------------------------------------------------------------------------------------
@@ -257,18 +265,21 @@ def _keep_admin(stack: Stack, database: str) -> None:
     """The stack's own admin (MLFLOW_AUTH_ADMIN_USERNAME/PASSWORD of its .env), if the restored users database has
     that user, gets the stack's password: MLflow makes the admin only when the user is missing and never changes a
     password it finds, so the kit and whoever holds that .env still get in (what mlflowkit.auth_db does for a
-    server's SQLite file). The hash is MLflow's own (werkzeug), made here; psql quotes both values."""
+    server's SQLite file). The hash is MLflow's own (werkzeug, which MLflow's server brings), made here. Both
+    values travel on psql's standard input, never on a command line an error would print; psql quotes them."""
     env = stack.env()
     username, password = env.get("MLFLOW_AUTH_ADMIN_USERNAME"), env.get("MLFLOW_AUTH_ADMIN_PASSWORD")
     if not (username and password):
         return
     from werkzeug.security import generate_password_hash
 
+    def quoted(value: str) -> str:  # a psql meta-command argument in single quotes
+        return "'" + value.replace("\\", "\\\\").replace("'", "''") + "'"
+
+    script = (f"\\set hash {quoted(generate_password_hash(password))}\n\\set name {quoted(username)}\n"
+              "UPDATE users SET password_hash = :'hash', is_admin = true WHERE username = :'name';\n")
     stack.compose().exec(DATABASE_SERVICE, ["psql", "-v", "ON_ERROR_STOP=1", "-q", "-U", env["POSTGRES_USER"], "-d",
-                                            database, "-v", f"hash={generate_password_hash(password)}", "-v",
-                                            f"name={username}"],
-                         input="UPDATE users SET password_hash = :'hash', is_admin = true WHERE username = :'name';\n",
-                         timeout=stack.settings.command_timeout)
+                                            database], input=script, timeout=stack.settings.command_timeout)
 
 
 def _auth_users(stack: Stack, holder: str) -> int:

@@ -19,6 +19,7 @@ from collections.abc import Callable
 from dataclasses import replace
 from pathlib import Path
 
+from mlflowkit.backup import check_supported
 from mlflowkit.errors import KitError
 from mlflowkit.stack import Stack
 from mlflowkit.topology import ArtifactMode, Backend
@@ -32,11 +33,7 @@ _IN_STACK = ('export MLFLOW_TRACKING_USERNAME="${MLFLOW_TRACKING_USERNAME:-${MLF
 
 def collect(stack: Stack, log: Log, *, older_than: str | None = None) -> str:
     """Run ``mlflow gc`` for ``stack`` (which must be up); its output."""
-    if stack.topology.balancer:
-        raise KitError(f"{stack.topology.name}: gc does not handle replicated stacks yet (its artifacts are deleted "
-                       "through the artifacts replicas, behind the load balancer's TLS).",
-                       hint=f"run `mlflow gc --backend-store-uri … --tracking-uri …` yourself, with what "
-                       f"`mlflowkit env {stack.topology.name}` prints (its URI and CA).")
+    check_supported(stack.topology, "gc")
     if not any(state.state == "running" for state in stack.states()):
         raise KitError(f"{stack.topology.name} is not up.", hint=f"`mlflowkit up {stack.topology.name}` first.")
     args = ["--older-than", older_than] if older_than else []

@@ -38,7 +38,7 @@ from mlflowkit.backup import check_supported, counts, is_empty, s3_command, s3_o
 from mlflowkit.client import Client
 from mlflowkit.errors import CommandError, KitError
 from mlflowkit.stack import Stack
-from mlflowkit.topology import LOCAL_ARTIFACTS, ArtifactMode, Backend, Topology
+from mlflowkit.topology import DATABASE_SERVICE, LOCAL_ARTIFACTS, ArtifactMode, Backend, Topology
 
 Log = Callable[[str], None]
 SQL_SCRIPT = Path(__file__).with_name("sql_rows.py")
@@ -77,8 +77,8 @@ class Route(str, Enum):
 
 def route(source: Topology, target: Topology) -> Route:
     """Which route moves ``source`` to ``target``, or one line saying which pairs are supported."""
-    check_supported(source)
-    check_supported(target)
+    check_supported(source, "migrate")
+    check_supported(target, "migrate")
     if source.name == target.name:
         raise KitError(f"{source.name} -> {target.name}: the source and the target are the same topology.",
                        hint=f"give two different topologies; supported: {SUPPORTED}.")
@@ -289,7 +289,7 @@ def _postgres_to_postgres(source: Stack, target: Stack, pairs: list[tuple[str, s
     env, timeout = source.env(), source.settings.command_timeout * 5
     dump = work / "postgres.dump"
     log(f"migrate: metadata: pg_dump of {source.topology.name} (one consistent transaction)")
-    with source.compose().output("exec", "-T", "postgres", "pg_dump", "--format=custom", "-U",
+    with source.compose().output("exec", "-T", DATABASE_SERVICE, "pg_dump", "--format=custom", "-U",
                                  env["POSTGRES_USER"], "-d", env["POSTGRES_DB"], timeout=timeout) as out, \
             dump.open("wb") as handle:
         shutil.copyfileobj(out, handle)
@@ -297,7 +297,7 @@ def _postgres_to_postgres(source: Stack, target: Stack, pairs: list[tuple[str, s
     with _servers_stopped(target, log):
         log(f"migrate: pg_restore into {target.topology.name} (every table replaced)")
         with dump.open("rb") as handle:
-            compose.input("exec", "-T", "postgres", "pg_restore", "--clean", "--if-exists", "--no-owner",
+            compose.input("exec", "-T", DATABASE_SERVICE, "pg_restore", "--clean", "--if-exists", "--no-owner",
                           "--single-transaction", "-U", target_env["POSTGRES_USER"], "-d", target_env["POSTGRES_DB"],
                           write=lambda stdin: shutil.copyfileobj(handle, stdin), timeout=timeout)
         rewriter, args = script_command(target, DB_SERVICE, SQL_SCRIPT, "rewrite",

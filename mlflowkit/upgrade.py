@@ -204,7 +204,7 @@ class StepFailed(Exception):
 def check(stack: Stack, target: str) -> None:
     """Refuse what no upgrade can do, before asking the engine anything (one line each)."""
     topology = stack.topology
-    check_supported(topology)
+    check_supported(topology, "upgrade")
     if MIGRATE not in topology.one_shots:
         if topology.backend is Backend.FILE:
             instead = (f"a file store has no schema to migrate: set {IMAGE_VARIABLE}=<image> in its .env and run "

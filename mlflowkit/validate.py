@@ -23,7 +23,7 @@ from mlflowkit.client import TELEMETRY_OFF, Client, model_uri, to_jsonable
 from mlflowkit.errors import KitError
 from mlflowkit.settings import Settings
 from mlflowkit.stack import Stack
-from mlflowkit.topology import ArtifactMode, Backend
+from mlflowkit.topology import DATABASE_SERVICE, ArtifactMode, Backend
 
 EXPERIMENT = "mlflowkit-validation"
 MODEL_NAME = "mlflowkit-validation"
@@ -236,7 +236,8 @@ def step_trace_sqlite(s: _State) -> str:
 def step_trace_postgres(s: _State) -> str:
     env = s.stack.env()
     out = s.stack.compose().exec(
-        "postgres", ["psql", "-U", env["POSTGRES_USER"], "-d", env["POSTGRES_DB"], "-tAc", _trace_rows_sql(s.trace_id)])
+        DATABASE_SERVICE,
+        ["psql", "-U", env["POSTGRES_USER"], "-d", env["POSTGRES_DB"], "-tAc", _trace_rows_sql(s.trace_id)])
     return _expect_trace_rows(out, s.trace_id, "PostgreSQL")
 
 
@@ -407,7 +408,7 @@ def step_metadata_postgres(s: _State) -> str:
     env = s.stack.env()
     sql = f"SELECT count(*) FROM runs WHERE run_uuid = '{s.run_id}'"
     out = s.stack.compose().exec(
-        "postgres", ["psql", "-U", env["POSTGRES_USER"], "-d", env["POSTGRES_DB"], "-tAc", sql]).strip()
+        DATABASE_SERVICE, ["psql", "-U", env["POSTGRES_USER"], "-d", env["POSTGRES_DB"], "-tAc", sql]).strip()
     _expect(out == "1", f"PostgreSQL has {out or 'no'} row(s) for run {s.run_id}")
     return f"run {s.run_id} is a row in PostgreSQL"
 

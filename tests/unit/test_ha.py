@@ -209,6 +209,10 @@ def test_the_declared_users_database_is_the_one_the_replicas_and_the_migration_u
     assert [t.name for t in TOPOLOGIES.values() if t.auth_database] == [HA.name]
 
 
+def test_the_servers_a_restore_stops_are_the_replicas_not_the_stores():
+    assert HA.servers == tuple(r.service for r in HA.replicas) == ("mlflow", "artifacts")
+
+
 @pytest.mark.parametrize("replicated", [r.service for r in HA.replicas])
 def test_replicas_are_not_published_and_share_one_secret_and_users_database(replicated):
     spec = yaml.safe_load((ROOT / "stacks" / "ha" / "compose.yaml").read_text())["services"][replicated]

@@ -35,10 +35,10 @@ def one_line(output: str) -> str:
     (["upgrade", "file", "--to", "3.17.2"], "file has no server-side database to migrate"),
     (["upgrade", "server-file", "--to", "3.17.2"], "a file store has no schema to migrate"),
     (["upgrade", "sqlite", "--to", "3.17.2"], "`mlflow db upgrade <its tracking URI>` with the new MLflow client"),
-    (["upgrade", "ha", "--to", "3.17.2"], "ha: upgrade and migrate do not handle replicated stacks yet"),
-    (["migrate", "proxied", "ha"], "upgrade and migrate do not handle replicated stacks yet"),
-    (["migrate", "ha", "proxied"], "`mlflowkit backup ha` and `mlflowkit restore ha` keep its data meanwhile"),
-    (["gc", "ha"], "ha: gc does not handle replicated stacks yet"),
+    (["upgrade", "ha", "--to", "3.17.2"], "ha: upgrade does not handle replicated stacks yet (its replicas would"),
+    (["migrate", "proxied", "ha"], "ha: migrate does not handle replicated stacks yet (its routes between stores"),
+    (["migrate", "ha", "proxied"], "`mlflowkit backup ha` and `mlflowkit restore ha` keep its data"),
+    (["gc", "ha"], "ha: gc does not handle replicated stacks yet (its artifacts are deleted through the artifacts"),
 ])
 def test_bad_input_is_one_line_before_the_engine_is_asked(args, expected, monkeypatch):
     monkeypatch.setattr(upgrade, "check_engine", lambda: pytest.fail("the engine was asked"))

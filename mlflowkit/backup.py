@@ -191,7 +191,7 @@ def _backup_metadata(stack: Stack, directory: Path, log: Log) -> str:
     backend = stack.topology.backend
     if backend is Backend.POSTGRESQL:
         log("backup: metadata: pg_dump (one consistent transaction)")
-        _pg_dump(stack, stack.env()["POSTGRES_DB"], directory / "postgres.dump")
+        pg_dump(stack, stack.env()["POSTGRES_DB"], directory / "postgres.dump")
         return "postgres.dump"
     store = _local_store(stack)
     if backend is Backend.SQLITE:
@@ -229,7 +229,7 @@ def _backup_auth(stack: Stack, directory: Path, log: Log) -> dict[str, int]:
     for holder in _auth_holders(stack):
         path = directory / _auth_file(stack, holder)
         if stack.topology.auth_database:
-            _pg_dump(stack, _auth_database(stack), path)
+            pg_dump(stack, _auth_database(stack), path)
             found[holder] = _auth_users(stack, holder)
         else:
             with _auth_output(stack, holder, "export") as data, path.open("wb") as out:
@@ -481,7 +481,7 @@ def _rewrite_local_paths(stack: Stack, manifest: Manifest, log: Log) -> None:
 
 # --- helpers ----------------------------------------------------------------------------------------------------
 
-def _pg_dump(stack: Stack, database: str, path: Path) -> None:
+def pg_dump(stack: Stack, database: str, path: Path) -> None:
     """``database`` into ``path``: pg_dump's custom format, one consistent transaction, run in the database
     service (which reaches the leader in a replicated stack)."""
     with stack.compose().output("exec", "-T", DATABASE_SERVICE, "pg_dump", "--format=custom", "-U",
@@ -510,6 +510,7 @@ def _psql(stack: Stack, database: str, sql: str) -> str:
     return stack.compose().exec(DATABASE_SERVICE, ["psql", "-v", "ON_ERROR_STOP=1", "-q", "-tA", "-U",
                                                    stack.env()["POSTGRES_USER"], "-d", database, "-c", sql],
                                 timeout=stack.settings.command_timeout)
+
 
 def _running(stack: Stack) -> bool:
     return any(state.state == "running" for state in stack.states())

@@ -34,7 +34,7 @@ from enum import Enum
 from pathlib import Path
 from typing import IO, Any
 
-from mlflowkit.backup import check_supported, counts, is_empty, s3_command, s3_output, script_command
+from mlflowkit.backup import check_supported, counts, is_empty, pg_dump, s3_command, s3_output, script_command
 from mlflowkit.client import Client
 from mlflowkit.errors import CommandError, KitError
 from mlflowkit.stack import Stack
@@ -286,13 +286,10 @@ def _into_sqlite(target: Stack, database: Path, files: dict[str, Path], log: Log
 
 def _postgres_to_postgres(source: Stack, target: Stack, pairs: list[tuple[str, str]], work: Path,
                           log: Log) -> None:
-    env, timeout = source.env(), source.settings.command_timeout * 5
+    timeout = source.settings.command_timeout * 5
     dump = work / "postgres.dump"
     log(f"migrate: metadata: pg_dump of {source.topology.name} (one consistent transaction)")
-    with source.compose().output("exec", "-T", DATABASE_SERVICE, "pg_dump", "--format=custom", "-U",
-                                 env["POSTGRES_USER"], "-d", env["POSTGRES_DB"], timeout=timeout) as out, \
-            dump.open("wb") as handle:
-        shutil.copyfileobj(out, handle)
+    pg_dump(source, source.env()["POSTGRES_DB"], dump)
     target_env, compose = target.env(), target.compose()
     with _servers_stopped(target, log):
         log(f"migrate: pg_restore into {target.topology.name} (every table replaced)")

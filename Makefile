@@ -1,16 +1,18 @@
-# mlflowkit — `make stack-<topology>` brings a stack up and validates it; `make test` runs every test.
+# mlflowkit — `make stack-<topology>` brings a stack up and validates it; `make test` runs the quick tier (every test
+# that needs no engine, and one real stack end to end), `make test-all` every test.
 # Topologies: `make list` (declared once, in mlflowkit/topology.py).
 PYTHON ?= python3
 VENV ?= .venv
 KIT := $(VENV)/bin/mlflowkit
 
-.PHONY: venv list build test unit e2e lint lock lock-images
+.PHONY: venv list build test test-all test-slow unit e2e lint lock lock-images
 .DEFAULT_GOAL := help
 
 help:
 	@echo "make stack-<topology>   bring up and validate a stack (make list shows them)"
 	@echo "make down-<topology>    stop it (data volumes kept)"
-	@echo "make test               every test, end-to-end stacks included (needs a Docker engine)"
+	@echo "make test               unit, contract and chart tests + one real stack through serving (minutes)"
+	@echo "make test-all           every test: every topology, day two, faults, tutorials (needs a Docker engine)"
 	@echo "make unit               the tests that need no engine"
 
 # The exact versions of requirements.lock (hash-checked), then the kit itself, editable, without resolving again.
@@ -35,8 +37,21 @@ stack-%: venv
 down-%: venv
 	$(KIT) down $*
 
+# Tiers (docs/development.md): `test` is the quick one; `test-slow` is what `test-all` adds to it (CI runs both).
+# Two xdist workers: stacks wait on healthchecks and migrations more than they compute; tests that share a stack are
+# one group on one worker (xdist_group), and each worker has its own Compose projects.
+WORKERS ?= 2
+PYTEST_PARALLEL := -n $(WORKERS) --dist loadgroup
+QUICK := not e2e or smoke
+
 test: venv
-	$(VENV)/bin/pytest
+	$(VENV)/bin/pytest $(PYTEST_PARALLEL) -m "$(QUICK)" --ledger-tier test $(PYTEST_ARGS)
+
+test-slow: venv
+	$(VENV)/bin/pytest $(PYTEST_PARALLEL) -m "not ($(QUICK))" --ledger-tier test-slow $(PYTEST_ARGS)
+
+test-all: venv
+	$(VENV)/bin/pytest $(PYTEST_PARALLEL) --ledger-tier test-all $(PYTEST_ARGS)
 
 unit: venv
 	$(VENV)/bin/pytest -m "not e2e"

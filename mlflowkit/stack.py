@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import socket
 import sys
 from collections.abc import Callable, Iterator
@@ -17,7 +18,15 @@ from mlflowkit.docker import Compose, check_engine, engine_environ, run
 from mlflowkit.errors import CommandError, KitError, PortTaken
 from mlflowkit.serving import ServedModel, free_port
 from mlflowkit.settings import Settings
-from mlflowkit.topology import LOCAL_ARTIFACTS, METRICS_PROFILE, METRICS_SERVICE, METRICS_SWITCH, Backend, Topology
+from mlflowkit.topology import (
+    BROWSER_BLOCKED_PORTS,
+    LOCAL_ARTIFACTS,
+    METRICS_PROFILE,
+    METRICS_SERVICE,
+    METRICS_SWITCH,
+    Backend,
+    Topology,
+)
 
 Log = Callable[[str], None]
 
@@ -152,12 +161,28 @@ class Stack:
         self.log(f"up: {self.topology.name} is up")
 
     def down(self, *, volumes: bool = False) -> None:
+        """Stop and remove the containers; ``volumes``: the stack's data too (named volumes, and a local
+        topology's store and artifacts under MLFLOW_DATA_DIR — nothing else in that directory)."""
         check_engine()
-        if not self.states() and not (volumes and self.volumes()):
+        if not self.states() and not (volumes and (self.volumes() or self.local_data())):
             raise KitError(f"{self.topology.name} is not up (no containers in project {self.project}).",
                            hint="`mlflowkit status` lists what runs.")
         self.compose(with_serve=True, with_metrics=True, with_one_shots=True).down(volumes=volumes)
+        if volumes:
+            for path in self.local_data():
+                shutil.rmtree(path) if path.is_dir() and not path.is_symlink() else path.unlink()
         self.log(f"down: {self.topology.name} stopped" + (", volumes removed" if volumes else ", volumes kept"))
+
+    def local_data(self) -> list[Path]:
+        """A local topology's data under MLFLOW_DATA_DIR that exists: its store (mlruns, mlruns.db) and its
+        artifacts (mlartifacts). Empty for the others, and without a .env (no directory is known)."""
+        if not self.topology.uses_data_dir or not self.env_file.exists():
+            return []
+        data = Path(self.env()["MLFLOW_DATA_DIR"])
+        if not data.is_absolute():
+            return []
+        paths = [data / str(self.topology.backend.local_path), data / LOCAL_ARTIFACTS]
+        return [path for path in paths if path.exists() or path.is_symlink()]
 
     def serve(self) -> ServedModel:
         """(Re)start the serving service on the model's current alias and wait for ``/ping``."""
@@ -314,11 +339,14 @@ class Stack:
         if not data.is_absolute():
             raise KitError(f"MLFLOW_DATA_DIR must be an absolute path, not {data}.",
                            hint=f"fix it in {self.env_file}.")
-        subdirs = [data, data / LOCAL_ARTIFACTS]
-        if self.topology.backend is Backend.FILE:  # a directory store (SQLite's is a file it creates)
-            subdirs.append(data / str(self.topology.backend.local_path))
-        for sub in subdirs:
+        for sub in (data, data / LOCAL_ARTIFACTS):
             sub.mkdir(parents=True, exist_ok=True)
+        # The store itself is MLflow's to create: a file store made over an existing directory has no Default
+        # experiment (experiment 0), and MLflow's quickstart (no experiment set) fails on it. An empty one (what
+        # earlier kits made here) goes, so the next server or client creates the store whole.
+        store = data / str(self.topology.backend.local_path)
+        if store.is_dir() and not any(store.iterdir()):
+            store.rmdir()
 
     def _prepare_tls(self, values: dict[str, str]) -> dict[str, str]:
         """The load balancer's certificate (and the local CA that signs it) in TLS_DIR; the load balancer runs
@@ -389,6 +417,9 @@ class Stack:
             if port.service in running:
                 continue
             number = int(values.get(port.variable, port.default))
+            if number in BROWSER_BLOCKED_PORTS:
+                self.log(f"up: warning: {port.variable}={number} is a port browsers refuse to open (the Fetch "
+                         f"standard's bad ports); choose another in {self.env_file}")
             if not port_free(address, number):
                 raise PortTaken(address, number, port.variable, str(self.env_file))
 

@@ -46,6 +46,15 @@ ONE_SHOTS_PROFILE = "one-shots"  # one-shots run on demand only (Topology.one_sh
 METRICS_SERVICE = "prometheus"
 METRICS_SWITCH = "MLFLOW_METRICS"  # set in .env (`up --metrics`): the servers run with --expose-prometheus
 SERVER_PORT = 5000
+# Ports browsers refuse to open (the Fetch standard's "bad ports", which Chromium and Firefox both enforce: e.g.
+# 5060/5061, SIP): a UI published on one cannot be opened. No default port may be one (a contract test), and
+# `mlflowkit up` warns about a .env that chose one.
+BROWSER_BLOCKED_PORTS = frozenset({
+    1, 7, 9, 11, 13, 15, 17, 19, 20, 21, 22, 23, 25, 37, 42, 43, 53, 69, 77, 79, 87, 95, 101, 102, 103, 104, 109,
+    110, 111, 113, 115, 117, 119, 123, 135, 137, 139, 143, 161, 179, 389, 427, 465, 512, 513, 514, 515, 526, 530,
+    531, 532, 540, 548, 554, 556, 563, 587, 601, 636, 989, 990, 993, 995, 1719, 1720, 1723, 2049, 3659, 4045, 4190,
+    5060, 5061, 6000, 6566, 6665, 6666, 6667, 6668, 6669, 6679, 6697, 10080,
+})
 
 
 @dataclass(frozen=True)
@@ -398,7 +407,7 @@ HA = Topology(
     services=("etcd-1", "etcd-2", "etcd-3", "postgres-1", "postgres-2", "postgres", "pgbouncer", "s3-master",
               "s3-volume-1", "s3-volume-2", "s3-volume-3", "s3", "artifacts", "mlflow", "lb"),
     one_shots=("create-bucket", "migrate"),
-    ports=(Port("MLFLOW_PORT", 5060, "lb", 8443), Port("SERVE_PORT", 5061, "serve", 5001), _metrics_port(5060)),
+    ports=(Port("MLFLOW_PORT", 5070, "lb", 8443), Port("SERVE_PORT", 5071, "serve", 5001), _metrics_port(5070)),
     checks=("the validation client runs with no S3 keys or endpoint, over HTTPS through the load balancer",
             "artifact URIs are mlflow-artifacts:/", "objects in the bucket, uploaded by an artifacts replica",
             "the run is a row in PostgreSQL"),

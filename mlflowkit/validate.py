@@ -95,6 +95,43 @@ def step_connect(s: _State) -> str:
     return s.client.connection.tracking_uri
 
 
+# MLflow's own quickstart as a newcomer types it: no experiment chosen, so the run goes to the store's Default one.
+QUICKSTART = """\
+import mlflow
+with mlflow.start_run() as run:
+    mlflow.log_param("alpha", 0.5)
+    mlflow.log_metric("rmse", 0.25)
+print(run.info.run_id, run.info.experiment_id)
+"""
+
+
+def step_quickstart(s: _State) -> str:
+    """MLflow's quickstart in a new process whose environment is only what a plain client of the topology needs
+    (`mlflowkit env`): a fresh stack must take a run without an experiment being set first."""
+    env = {key: value for key, value in os.environ.items() if key in _KEEP} | TELEMETRY_OFF
+    env |= s.client.connection.environ()
+    timeout = s.stack.settings.client_timeout * 2
+    with tempfile.TemporaryDirectory() as tmp:
+        try:
+            done = subprocess.run([sys.executable, "-c", QUICKSTART], env=env, cwd=tmp, capture_output=True,
+                                  text=True, timeout=timeout, check=False)
+        except subprocess.TimeoutExpired:
+            raise KitError(f"MLflow's quickstart outlived {timeout:.0f} s.") from None
+    if done.returncode != 0:
+        last = (done.stderr.strip().splitlines() or ["(no output)"])[-1]
+        raise KitError(f"MLflow's quickstart (no experiment set) failed: {last}", details=done.stderr[-3000:])
+    run_id, experiment_id = done.stdout.split()[-2:]
+    run = s.client.get_run(run_id)
+    _expect(run.data.params == {"alpha": "0.5"} and run.data.metrics == {"rmse": 0.25},
+            f"the quickstart's run {run_id} holds {run.data.params} {run.data.metrics}")
+    with s.client.connection.activate():
+        import mlflow
+
+        default = mlflow.MlflowClient().get_experiment(experiment_id)
+    _expect(default.name == "Default", f"the quickstart's run went to {default.name!r}, not to 'Default'")
+    return f"run {run_id} in experiment {experiment_id} ({default.name}) with nothing but `mlflowkit env`"
+
+
 def step_history(s: _State) -> str:
     s.earlier_runs = [run.run_id for run in s.client.search_runs(EXPERIMENT)]
     return f"{len(s.earlier_runs)} earlier run(s) in {EXPERIMENT!r}"
@@ -521,6 +558,7 @@ def steps_for(stack: Stack, ui: bool | None = None, metrics: bool | None = None)
     steps: list[tuple[str, Step]] = [("no S3 credentials", step_no_s3_credentials)] if proxied else []
     steps += [
         ("connect", step_connect),
+        ("quickstart", step_quickstart),
         ("history", step_history),
         ("log", step_log),
         ("register", step_register),

@@ -7,6 +7,7 @@ developer's own stacks are never touched.
 
 from __future__ import annotations
 
+import fcntl
 import os
 import shutil
 import sys
@@ -22,8 +23,9 @@ from mlflowkit.stack import Stack
 from mlflowkit.topology import Topology
 
 # MLFLOWKIT_E2E_PREFIX: two test runs on one engine (two engineers, or CI beside a session) must not take down
-# each other's stacks.
-PREFIX = os.environ.get("MLFLOWKIT_E2E_PREFIX", "mlflowkit-e2e")
+# each other's stacks; each pytest-xdist worker of one run has projects of its own too.
+_WORKER = os.environ.get("PYTEST_XDIST_WORKER", "")
+PREFIX = os.environ.get("MLFLOWKIT_E2E_PREFIX", "mlflowkit-e2e") + (f"-{_WORKER}" if _WORKER else "")
 
 
 def _log(message: str) -> None:
@@ -35,13 +37,24 @@ def e2e_settings(tmp_path_factory: pytest.TempPathFactory) -> Settings:
     check_engine()
     settings = Settings(project_prefix=PREFIX, home=str(tmp_path_factory.mktemp("home")),
                         up_timeout=240)
-    images.ensure(settings, _log)  # built once per run; later stacks reuse them
+    # Built once per run; later stacks reuse them. xdist workers share the run's base temp directory's parent:
+    # the first to take the lock builds, the others find the images there.
+    with open(tmp_path_factory.getbasetemp().parent / "mlflowkit-images.lock", "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        images.ensure(settings, _log)
     return settings
 
 
-def seed_env(settings: Settings, topology: Topology, **extra: str) -> None:
-    """Free ports (and ``extra`` values) written before `up`, which keeps existing keys."""
-    lines = [f"{port.variable}={free_port()}" for port in topology.ports]
+def defaults_group(topology: str) -> pytest.MarkDecorator:
+    """The xdist group of the tests that bring ``topology`` up on its default ports (test_stacks, the tutorials):
+    one worker runs them one after another, so two never hold the same ports."""
+    return pytest.mark.xdist_group(f"defaults-{topology}")
+
+
+def seed_env(settings: Settings, topology: Topology, *, default_ports: bool = False, **extra: str) -> None:
+    """Free ports (``default_ports``: none, the stack's defaults as `make stack-<t>` has them) and ``extra``
+    values, written before `up`, which keeps existing keys."""
+    lines = [] if default_ports else [f"{port.variable}={free_port()}" for port in topology.ports]
     lines += [f"{key}={value}" for key, value in extra.items()]
     settings.env_file(topology.name).parent.mkdir(parents=True, exist_ok=True)
     settings.env_file(topology.name).write_text("\n".join(lines) + "\n")
@@ -62,13 +75,14 @@ def make_stack(e2e_settings: Settings) -> Iterator:
     """Stacks made through this are taken down, volumes included, whatever the test did."""
     made: list[Stack] = []
 
-    def make(topology: Topology, settings: Settings | None = None, **extra: str) -> Stack:
+    def make(topology: Topology, settings: Settings | None = None, *, default_ports: bool = False,
+             **extra: str) -> Stack:
         settings = settings or e2e_settings
         # A local topology's host data directory outlives `down --volumes`: each test starts from an empty one,
         # and this process's SQLite engines (MLflow caches one per URI) let go of the old files.
         shutil.rmtree(settings.data_dir(topology.name), ignore_errors=True)
         _close_sqlite_engines()
-        seed_env(settings, topology, **extra)
+        seed_env(settings, topology, default_ports=default_ports, **extra)
         stack = Stack(topology, settings, log=_log)
         made.append(stack)
         return stack

@@ -27,7 +27,7 @@ from mlflowkit.topology import DATABASE_SERVICE, HA
 from mlflowkit.validate import check_targets
 from tests.e2e.conftest import _log, seed_env
 
-pytestmark = pytest.mark.e2e
+pytestmark = [pytest.mark.e2e, pytest.mark.xdist_group("ha")]  # one stack for the module: one worker
 
 WORKERS = 4  # client processes of the load
 BATCH = 10  # metrics per log-batch call

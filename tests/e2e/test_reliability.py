@@ -18,7 +18,7 @@ from mlflowkit.stack import Stack
 from mlflowkit.topology import TOPOLOGIES
 from tests.e2e.conftest import _log, seed_env
 
-pytestmark = pytest.mark.e2e
+pytestmark = [pytest.mark.e2e, pytest.mark.xdist_group("reliability")]  # one stack for the module
 
 
 @pytest.fixture(scope="module")

@@ -13,8 +13,9 @@ from mlflowkit.client import Client
 from mlflowkit.docker import run
 from mlflowkit.errors import KitError
 from mlflowkit.settings import Settings
-from mlflowkit.topology import TOPOLOGIES, ArtifactMode
+from mlflowkit.topology import DEFAULT, TOPOLOGIES, ArtifactMode
 from mlflowkit.validate import Report, steps_for, validate_isolated
+from tests.e2e.conftest import defaults_group
 
 pytestmark = pytest.mark.e2e
 
@@ -64,9 +65,12 @@ def no_ambient_aws(monkeypatch, tmp_path):
 
 
 @pytest.mark.usefixtures("no_ambient_aws")
-@pytest.mark.parametrize("name", sorted(TOPOLOGIES))
+@pytest.mark.parametrize("name", [  # the README's first stack is in `make test`
+    pytest.param(name, marks=[defaults_group(name), *([pytest.mark.smoke] if name == DEFAULT else [])])
+    for name in sorted(TOPOLOGIES)])
 def test_stack_validates_and_keeps_its_data_across_down_and_up(name, make_stack):
-    stack = make_stack(TOPOLOGIES[name])
+    """On the topology's default ports and settings, as `make stack-<topology>` brings it up."""
+    stack = make_stack(TOPOLOGIES[name], default_ports=True)
     stack.up()
     first = validate_isolated(stack)
     assert_passed(first, stack)
@@ -86,6 +90,12 @@ def test_stack_validates_and_keeps_its_data_across_down_and_up(name, make_stack)
     assert_passed(second, stack, ui=False)
     assert first.run_id in second.earlier_runs
     assert int(second.model_version) == int(first.model_version) + 1
+
+    stack.down(volumes=True)  # the stack's data goes with it: named volumes and a local store alike
+    assert stack.states() == [] and stack.volumes() == []
+    if stack.topology.uses_data_dir:
+        data = Path(stack.env()["MLFLOW_DATA_DIR"])
+        assert sorted(p.name for p in data.iterdir()) == [], "`down --volumes` must delete the local store"
 
 
 def test_failed_up_shows_the_cause_and_leaves_no_container(make_stack, e2e_settings):

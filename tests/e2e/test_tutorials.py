@@ -1,8 +1,12 @@
 """The tutorials run: every marked block of docs/tutorials/<topology>.md, in order, against a real stack.
 
 Blocks say `mlflowkit up <topology>` as a reader would type it; here they reach an isolated project (prefix
-``mlflowkit-e2e-tutorial``, .env in a temp directory seeded with free ports), never a developer's own stack.
+``mlflowkit-e2e-tutorial``, .env in a temp directory), never a developer's own stack — on the topology's *default*
+ports and settings, as `make stack-<topology>` brings it up (a default a browser refuses fails the `ui` step here).
+A developer's own stack of the same topology holds those ports: `up` then fails in one line naming the port.
 Whatever happens, the stack is taken down with its volumes and every process a block started is stopped.
+A topology's tutorial shares its xdist group with that topology's stack test (also on the defaults): one worker
+runs them one after the other. The day-two tutorials, which use several topologies, run on free ports.
 """
 
 from __future__ import annotations
@@ -17,7 +21,7 @@ import pytest
 from mlflowkit.settings import Settings
 from mlflowkit.stack import Stack
 from mlflowkit.topology import TOPOLOGIES
-from tests.e2e.conftest import PREFIX, seed_env
+from tests.e2e.conftest import PREFIX, defaults_group, seed_env
 from tests.tutorial_blocks import TUTORIALS, TutorialRunner, check, runnable_blocks
 
 pytestmark = pytest.mark.e2e
@@ -42,15 +46,16 @@ def tutorial_env(settings: Settings, tmp_path) -> dict[str, str]:
 DAY_TWO = {"move-sqlite-to-proxied": ("sqlite", "proxied"), "upgrade-2-22-to-3-17": ("postgres-s3",)}
 
 
-@pytest.mark.parametrize("name", [*TOPOLOGIES, *DAY_TWO])
+@pytest.mark.parametrize("name", [*(pytest.param(name, marks=defaults_group(name)) for name in TOPOLOGIES),
+                                  *DAY_TWO])
 def test_tutorial_runs(name, e2e_settings, tmp_path, capsys):
     path = TUTORIALS / f"{name}.md"
     blocks = runnable_blocks(path)
     assert blocks, f"{path} has no runnable blocks"
     settings = dataclasses.replace(e2e_settings, project_prefix=PROJECT_PREFIX)
     topologies = [TOPOLOGIES[each] for each in DAY_TWO.get(name, (name,))]
-    for topology in topologies:
-        seed_env(settings, topology)
+    for topology in topologies:  # a topology's own tutorial on its defaults; a day-two one on free ports
+        seed_env(settings, topology, default_ports=name not in DAY_TWO)
     workdir = tmp_path / "work"
     workdir.mkdir()
     runner = TutorialRunner(tutorial_env(settings, tmp_path), workdir)

@@ -27,7 +27,7 @@ from mlflowkit.topology import POSTGRES_S3, PROXIED
 from tests.e2e import old_clients
 from tests.e2e.conftest import PREFIX, _log, seed_env
 
-pytestmark = pytest.mark.e2e
+pytestmark = [pytest.mark.e2e, pytest.mark.xdist_group("upgrade")]  # stack_3_1 is the module's
 
 
 def start_old(stack: Stack, version: str) -> Stack:

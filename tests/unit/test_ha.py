@@ -169,7 +169,7 @@ def test_status_names_each_replica_and_says_how_the_balancer_sees_it(tmp_path, m
     states = [ServiceState("mlflow", "running", "healthy", 0, "", 1, ("172.20.0.7",)),
               ServiceState("mlflow", "running", "healthy", 0, "", 2, ("172.20.0.8",)),
               ServiceState("artifacts", "exited", "", 137, "", 1, ()),
-              ServiceState("lb", "running", "healthy", 0, "127.0.0.1:5060", 1, ("172.20.0.2",)),
+              ServiceState("lb", "running", "healthy", 0, "127.0.0.1:5070", 1, ("172.20.0.2",)),
               ServiceState("migrate", "exited", "", 0, "", 1, ())]
     monkeypatch.setattr(Stack, "states", lambda self: states)
     monkeypatch.setattr(Stack, "balancer_view", lambda self: parse_haproxy_csv(CSV, {"tracking", "artifacts"}))
@@ -185,9 +185,9 @@ def test_a_tls_stack_gives_clients_https_and_its_ca(tmp_path):
 
     stack = Stack(HA, Settings(home=str(tmp_path)))
     stack.env_file.parent.mkdir(parents=True)
-    stack.env_file.write_text(f"MLFLOW_PORT=5060\nSERVE_PORT=5061\nTLS_DIR={tmp_path}/tls\n")
+    stack.env_file.write_text(f"MLFLOW_PORT=5070\nSERVE_PORT=5071\nTLS_DIR={tmp_path}/tls\n")
     connection = stack.connection()
-    assert connection.tracking_uri == "https://127.0.0.1:5060" == stack.ui_url()
+    assert connection.tracking_uri == "https://127.0.0.1:5070" == stack.ui_url()
     assert connection.server_cert_path == f"{tmp_path}/tls/ca.pem"
     assert connection.environ()["MLFLOW_TRACKING_SERVER_CERT_PATH"] == f"{tmp_path}/tls/ca.pem"
     assert Stack(TOPOLOGIES["proxied"], Settings(home=str(tmp_path))).ca_path() is None

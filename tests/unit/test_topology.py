@@ -15,7 +15,14 @@ import yaml
 from mlflowkit import envfile
 from mlflowkit.errors import UnknownTopology
 from mlflowkit.settings import Settings
-from mlflowkit.topology import METRICS_PROFILE, METRICS_SERVICE, TOPOLOGIES, get, markdown_table
+from mlflowkit.topology import (
+    BROWSER_BLOCKED_PORTS,
+    METRICS_PROFILE,
+    METRICS_SERVICE,
+    TOPOLOGIES,
+    get,
+    markdown_table,
+)
 
 ROOT = Path(__file__).resolve().parents[2]
 STACKS = ROOT / "stacks"
@@ -176,6 +183,22 @@ def test_published_ports_match_the_declaration_and_bind_loopback_by_default(name
         assert default_target == (default if same_inside else target), f"{service}: {default}:{default_target}"
         found[variable_of[number]] = (int(default), service, None if same_inside else int(target))
     assert found == {p.variable: (p.default, p.service, p.container_port) for p in t.ports}
+
+
+@pytest.mark.parametrize("name", NAMES)
+def test_no_default_port_is_one_browsers_refuse(name):
+    """`make stack-<t>` publishes the defaults: a UI on a port of the Fetch standard's bad-port list (5060, SIP,
+    was ha's) cannot be opened in Chromium or Firefox (net::ERR_UNSAFE_PORT)."""
+    ports = {int(number) for _, _, number, _ in published(effective(name, metrics=True))}
+    assert ports and {p.default for p in TOPOLOGIES[name].ports} <= ports
+    assert not ports & BROWSER_BLOCKED_PORTS, f"{name} publishes {sorted(ports & BROWSER_BLOCKED_PORTS)}"
+
+
+def test_the_blocked_port_list_is_the_browsers():
+    """A spot check of the list against what Chromium's net/base/port_util.cc and Firefox's nsIOService.cpp
+    block (SIP, X11, IRC, SMTP, the browser-only additions) and do not (MLflow's and the kit's ports)."""
+    assert {5060, 5061, 6000, 6665, 6669, 25, 10080, 4190, 6679, 6697} <= BROWSER_BLOCKED_PORTS
+    assert not {80, 443, 5000, 5001, 8080, 8333, 9090} & BROWSER_BLOCKED_PORTS
 
 
 def published(model: dict) -> list[tuple[str, str, str, str]]:

@@ -45,13 +45,13 @@ PYTEST_PARALLEL := -n $(WORKERS) --dist loadgroup
 QUICK := not e2e or smoke
 
 test: venv
-	$(VENV)/bin/pytest $(PYTEST_PARALLEL) -m "$(QUICK)" --ledger-tier test $(PYTEST_ARGS)
+	$(VENV)/bin/pytest $(PYTEST_PARALLEL) -m "$(QUICK)" --ledger-tier=test $(PYTEST_ARGS)
 
 test-slow: venv
-	$(VENV)/bin/pytest $(PYTEST_PARALLEL) -m "not ($(QUICK))" --ledger-tier test-slow $(PYTEST_ARGS)
+	$(VENV)/bin/pytest $(PYTEST_PARALLEL) -m "not ($(QUICK))" --ledger-tier=test-slow $(PYTEST_ARGS)
 
 test-all: venv
-	$(VENV)/bin/pytest $(PYTEST_PARALLEL) --ledger-tier test-all $(PYTEST_ARGS)
+	$(VENV)/bin/pytest $(PYTEST_PARALLEL) --ledger-tier=test-all $(PYTEST_ARGS)
 
 unit: venv
 	$(VENV)/bin/pytest -m "not e2e"

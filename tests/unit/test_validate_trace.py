@@ -10,6 +10,8 @@ import pytest
 from mlflowkit import validate
 from mlflowkit.client import Client, Connection
 from mlflowkit.errors import KitError
+from mlflowkit.settings import Settings
+from mlflowkit.stack import Stack
 from mlflowkit.topology import TOPOLOGIES, Backend
 
 
@@ -18,6 +20,7 @@ class LocalStack:
 
     def __init__(self, name: str, data: Path) -> None:
         self.topology, self.data, self.auth_enabled = TOPOLOGIES[name], data, False
+        self.settings = Settings(home=str(data / "home"))
 
     def env(self) -> dict[str, str]:
         return {"MLFLOW_DATA_DIR": str(self.data)}
@@ -84,3 +87,21 @@ def test_every_topology_validates_a_trace_and_where_its_store_keeps_it(name):
     assert names[-2:] == ["trace", where]
     with_ui = [step for step, _ in validate.steps_for(stack, ui=True, metrics=False)]  # type: ignore[arg-type]
     assert with_ui == [*names, "ui"]
+
+
+def test_mlflows_quickstart_takes_a_run_on_a_file_store_as_up_prepares_it(tmp_path):
+    """`up` leaves the store to MLflow (an empty mlruns that an earlier kit made is removed), so the store has its
+    Default experiment and MLflow's quickstart, with no experiment set, works in a new process."""
+    (tmp_path / "mlruns").mkdir()  # what `up` made before: a file store without experiment 0
+    Stack(TOPOLOGIES["file"], Settings(home=str(tmp_path / "home")))._prepare_data_dir(
+        {"MLFLOW_DATA_DIR": str(tmp_path)})
+    assert not (tmp_path / "mlruns").exists() and (tmp_path / "mlartifacts").is_dir()
+    detail = validate.step_quickstart(_state("file", tmp_path))
+    assert "in experiment 0 (Default)" in detail, detail
+
+
+def test_the_quickstart_step_fails_on_a_file_store_made_over_an_empty_directory(tmp_path):
+    """What a fresh `file` or `server-file` stack was before: the step names MLflow's own error."""
+    (tmp_path / "mlruns").mkdir()
+    with pytest.raises(KitError, match="Could not find experiment with ID 0"):
+        validate.step_quickstart(_state("file", tmp_path))

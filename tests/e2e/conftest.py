@@ -105,8 +105,10 @@ def populate(stack, label: str) -> str:
     report = validate_isolated(stack, ui=False)  # seeding data; the UI is proven by test_stacks/test_ui
     assert report.ok, [f"{s.name}: {s.detail}" for s in report.steps if not s.ok]
     client = Client(stack.connection())
-    with client.connection.activate():
-        mlflow.set_experiment(f"{label}-traces")
+    # MLflow exports traces in the background: the block's end waits for the export, and the trace is read back
+    # before anything counts or copies the store. (Without the wait a migration could copy the store before the
+    # trace landed and then count one more trace in the source than in the target.)
+    with client.tracing(f"{label}-traces"):
 
         @mlflow.trace
         def inner(x: int) -> int:
@@ -117,7 +119,7 @@ def populate(stack, label: str) -> str:
             return inner(x) + 1
 
         assert outer(20) == 41
-        mlflow.tracking.fluent._active_experiment_id = None  # not left to the tests that come after
+    assert len(client.search_traces(f"{label}-traces")) == 1, "populate's trace did not land"
     with client.run(f"{label}-history", run_name="history", tags={"team": "ml"}) as run:
         run.log_params({"alpha": 0.5, "layers": 3})
         for step in range(5):

@@ -56,3 +56,29 @@ def test_a_ui_that_loads_blank_fails_the_ui_step_only(make_stack, e2e_settings):
     failure = report.steps[-1]
     assert "did not show" in failure.detail, failure.detail
     assert "/static/js/" in failure.logs and "answered 404" in failure.logs, failure.logs
+
+
+def test_the_browser_refuses_the_listed_ports_and_none_of_the_stacks_defaults():
+    """Chromium itself, against BROWSER_BLOCKED_PORTS: every default port of every topology opens (a refused
+    connection, or a page where something listens), and a sample of the list — SIP's 5060/5061 that ha once
+    published among them — is refused as ERR_UNSAFE_PORT before any connection is tried."""
+    from selenium.common.exceptions import WebDriverException
+
+    from mlflowkit import ui
+    from mlflowkit.topology import BROWSER_BLOCKED_PORTS
+
+    def refused(port: int) -> bool:
+        try:
+            b.open(f"http://127.0.0.1:{port}/")
+            shown = b.text()
+        except WebDriverException as exc:  # e.g. ERR_CONNECTION_REFUSED: nothing listens there
+            shown = exc.msg or ""
+        return "ERR_UNSAFE_PORT" in shown
+
+    b = ui.browser()
+    defaults = {port.default for topology in TOPOLOGIES.values() for port in topology.ports}
+    sample = {5060, 5061, 6000, 6566, 10080, 25}
+    assert sample <= BROWSER_BLOCKED_PORTS
+    seen = {port: refused(port) for port in sorted(defaults | sample)}
+    assert seen == {port: port in BROWSER_BLOCKED_PORTS for port in seen}, seen
+    assert [port for port in sorted(defaults) if seen[port]] == []

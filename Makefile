@@ -38,26 +38,21 @@ down-%: venv
 	$(KIT) down $*
 
 # Tiers (docs/development.md): `test` is the quick one; `test-slow` is what `test-all` adds to it (CI runs both).
-# Two xdist workers: stacks wait on healthchecks and migrations more than they compute; tests that share a stack are
-# one group on one worker (xdist_group), and each worker has its own Compose projects.
+# The quick tier on two pytest-xdist workers (its unit tests are CPU-bound in one process: two use both cores;
+# 3.8 min). The slow tier in one process: on 2 cores two workers did not pay (65 min against ~56 serial: its stacks
+# are CPU-bound once two run). Tests that share a stack or the default ports are xdist groups either way, and each
+# worker has its own Compose projects, so SLOW_WORKERS=2 is safe on a bigger machine.
 WORKERS ?= 2
-PYTEST_PARALLEL := -n $(WORKERS) --dist loadgroup
+SLOW_WORKERS ?= 0
 QUICK := not e2e or smoke
 
 test: venv
-	$(VENV)/bin/pytest $(PYTEST_PARALLEL) -m "$(QUICK)" --ledger-tier=test $(PYTEST_ARGS)
+	$(VENV)/bin/pytest -n $(WORKERS) --dist loadgroup -m "$(QUICK)" --ledger-tier=test $(PYTEST_ARGS)
 
 test-slow: venv
-	$(VENV)/bin/pytest $(PYTEST_PARALLEL) -m "not ($(QUICK))" --ledger-tier=test-slow $(PYTEST_ARGS)
+	$(VENV)/bin/pytest -n $(SLOW_WORKERS) --dist loadgroup -m "not ($(QUICK))" --ledger-tier=test-slow $(PYTEST_ARGS)
 
-test-all: venv
-	$(VENV)/bin/pytest $(PYTEST_PARALLEL) --ledger-tier=test-all $(PYTEST_ARGS)
-
-unit: venv
-	$(VENV)/bin/pytest -m "not e2e"
-
-e2e: venv
-	$(VENV)/bin/pytest -m e2e
+test-all: test test-slow
 
 lint: venv
 	VENV=$(VENV) bash .ci/lint.sh

@@ -168,9 +168,11 @@ class Stack:
             raise KitError(f"{self.topology.name} is not up (no containers in project {self.project}).",
                            hint="`mlflowkit status` lists what runs.")
         self.compose(with_serve=True, with_metrics=True, with_one_shots=True).down(volumes=volumes)
-        if volumes:
-            for path in self.local_data():
-                shutil.rmtree(path) if path.is_dir() and not path.is_symlink() else path.unlink()
+        for path in self.local_data() if volumes else []:
+            if path.is_dir() and not path.is_symlink():
+                shutil.rmtree(path)
+            else:
+                path.unlink()
         self.log(f"down: {self.topology.name} stopped" + (", volumes removed" if volumes else ", volumes kept"))
 
     def local_data(self) -> list[Path]:

@@ -38,12 +38,12 @@ down-%: venv
 	$(KIT) down $*
 
 # Tiers (docs/development.md): `test` is the quick one; `test-slow` is what `test-all` adds to it (CI runs both).
-# The quick tier on two pytest-xdist workers (its unit tests are CPU-bound in one process: two use both cores;
-# 3.8 min). The slow tier in one process: on 2 cores two workers did not pay (65 min against ~56 serial: its stacks
-# are CPU-bound once two run). Tests that share a stack or the default ports are xdist groups either way, and each
-# worker has its own Compose projects, so SLOW_WORKERS=2 is safe on a bigger machine.
+# Both on two pytest-xdist workers (measured on the 2-core CI machine, 2026-12-07: the slow tier 65.4 min on two
+# workers, cold; in one process its first 44 tests alone took 39.7 min, the whole ~90). Tests that share a stack or
+# the default ports are xdist groups (one worker runs each group), and each worker has its own Compose projects.
+# WORKERS=0 / SLOW_WORKERS=0: one process.
 WORKERS ?= 2
-SLOW_WORKERS ?= 0
+SLOW_WORKERS ?= 2
 QUICK := not e2e or smoke
 
 test: venv

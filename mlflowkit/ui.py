@@ -43,6 +43,9 @@ NETWORK_CHANGED = "net::ERR_NETWORK_CHANGED"
 # browser's TLS handshakes failing all at once, as on a host network change). Not a problem if the same URL loads
 # when asked again (check() asks once); a problem if it does not.
 GAVE_UP = "net::ERR_TOO_MANY_RETRIES"
+# Reloads per check after such failures: the kit's own test suite runs two stacks at once, whose containers come
+# and go while the other's UI is checked.
+RELOADS = 4
 # Schemes that never leave the page.
 _LOCAL_SCHEMES = ("data", "blob", "about", "chrome", "chrome-error", "devtools")
 
@@ -214,7 +217,7 @@ class Browser:
         Chrome aborts a page's calls with ERR_NETWORK_CHANGED when any interface of the host comes or goes (a
         container or network starting or going on the engine: benchmarks/probes/chromium_network_change.py made
         253 of 310 requests to 127.0.0.1 fail so), or gives up with ERR_TOO_MANY_RETRIES when its reused
-        connections keep dropping: such a page is reloaded, at most twice per check.
+        connections keep dropping: such a page is reloaded, at most RELOADS times per check.
         """
         deadline = time.monotonic() + timeout
         next_look = time.monotonic() + 1
@@ -230,7 +233,7 @@ class Browser:
                 next_look = time.monotonic() + 1
                 seen = len(self.requests)
                 self.drain()
-                if self.reloads < 2 and any(r.error in (NETWORK_CHANGED, GAVE_UP) for r in self.requests[seen:]):
+                if self.reloads < RELOADS and any(r.error in (NETWORK_CHANGED, GAVE_UP) for r in self.requests[seen:]):
                     self.reloads += 1
                     self.driver.refresh()
             time.sleep(0.2)

@@ -54,6 +54,12 @@ test-slow: venv
 
 test-all: test test-slow
 
+unit: venv
+	$(VENV)/bin/pytest -m "not e2e"
+
+e2e: venv
+	$(VENV)/bin/pytest -m e2e
+
 lint: venv
 	VENV=$(VENV) bash .ci/lint.sh
 

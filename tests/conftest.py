@@ -6,6 +6,7 @@ import pytest
 
 pytest_plugins = ["tests.ledger"]  # the time ledger printed at the end of every run
 
+
 @pytest.fixture(autouse=True)
 def _scratch_cwd(tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)

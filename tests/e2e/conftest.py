@@ -78,7 +78,7 @@ def make_stack(e2e_settings: Settings) -> Iterator:
     def make(topology: Topology, settings: Settings | None = None, *, default_ports: bool = False,
              **extra: str) -> Stack:
         settings = settings or e2e_settings
-        # A local topology's host data directory outlives `down --volumes`: each test starts from an empty one,
+        # Each test starts from an empty local data directory (whatever an earlier test left, taken down or not),
         # and this process's SQLite engines (MLflow caches one per URI) let go of the old files.
         shutil.rmtree(settings.data_dir(topology.name), ignore_errors=True)
         _close_sqlite_engines()

@@ -2,7 +2,7 @@
 
 Blocks say `mlflowkit up <topology>` as a reader would type it; here they reach an isolated project (prefix
 ``mlflowkit-e2e-tutorial``, .env in a temp directory), never a developer's own stack — on the topology's *default*
-ports and settings, as `make stack-<topology>` brings it up (a default a browser refuses fails the `ui` step here).
+ports and settings, as `make stack-<topology>` brings it up.
 A developer's own stack of the same topology holds those ports: `up` then fails in one line naming the port.
 Whatever happens, the stack is taken down with its volumes and every process a block started is stopped.
 A topology's tutorial shares its xdist group with that topology's stack test (also on the defaults): one worker

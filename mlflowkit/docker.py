@@ -243,9 +243,11 @@ class Compose:
 
     def up(
         self, services: Sequence[str] = (), *, timeout: float, recreate: bool = False, no_deps: bool = False,
-        progress: bool = True,
+        progress: bool = True, wait: bool = True,
     ) -> None:
-        args = ["up", "--detach", "--wait", "--wait-timeout", str(int(timeout))]
+        """``up --detach``; with ``wait``, until every service is healthy (its healthcheck's interval decides when
+        that is seen: a caller that can ask the service itself sooner passes ``wait=False``)."""
+        args = ["up", "--detach", *(("--wait", "--wait-timeout", str(int(timeout))) if wait else ())]
         if recreate:
             args.append("--force-recreate")
         if no_deps:

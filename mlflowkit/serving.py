@@ -33,15 +33,19 @@ class ServedModel:
         except requests.RequestException:
             return False
 
-    def wait(self, timeout: float, alive: Any = None) -> None:
-        """Poll ``/ping`` until it answers 200; ``alive()`` returning False aborts early."""
+    def wait(self, timeout: float, alive: Any = None, *, alive_every: float = 2.0) -> None:
+        """Poll ``/ping`` (every 0.25 s) until it answers 200; ``alive()`` (asked every ``alive_every`` seconds)
+        returning False aborts early."""
         deadline = time.monotonic() + timeout
+        asked = time.monotonic()
         while time.monotonic() < deadline:
             if self.ping():
                 return
-            if alive is not None and not alive():
-                raise KitError(f"the scoring server for {self.url} exited before answering /ping.")
-            time.sleep(0.5)
+            if alive is not None and time.monotonic() - asked >= alive_every:
+                asked = time.monotonic()
+                if not alive():
+                    raise KitError(f"the scoring server for {self.url} exited before answering /ping.")
+            time.sleep(0.25)
         raise KitError(f"{self.url}/ping did not answer 200 within {timeout:.0f} s.")
 
     def predict(self, frame: Any) -> list[Any]:

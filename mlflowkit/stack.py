@@ -44,6 +44,7 @@ class ServiceState:
     ports: str
     replica: int = 1  # Compose's container number: 1..N for a service with replicas
     addresses: tuple[str, ...] = ()  # its IP addresses on the stack's networks
+    restarts: int = 0  # how often the engine restarted it (its restart policy)
 
 
 @dataclass(frozen=True)
@@ -187,20 +188,29 @@ class Stack:
         return [path for path in paths if path.exists() or path.is_symlink()]
 
     def serve(self) -> ServedModel:
-        """(Re)start the serving service on the model's current alias and wait for ``/ping``."""
+        """(Re)start the serving service on the model's current alias and wait for ``/ping``: asked from here
+        every 0.25 s, not through the healthcheck's 2 s interval (`up --wait` saw a ready server ~1-2 s late)."""
         port = int(self.env()[self.topology.port("SERVE_PORT").variable])
-        self.log(f"serve: starting {self.topology.serve_service} on 127.0.0.1:{port}")
+        service = self.topology.serve_service
+        self.log(f"serve: starting {service} on 127.0.0.1:{port}")
+        served = ServedModel(f"http://127.0.0.1:{port}", timeout=self.settings.client_timeout)
         try:
             # --no-deps: the stack is up; re-running its one-shots (migrations) would only cost time.
-            self.compose(with_serve=True).up([self.topology.serve_service], timeout=self.settings.up_timeout,
-                                             recreate=True, no_deps=True, progress=False)
-        except CommandError as exc:
-            logs = self.logs([self.topology.serve_service], tail=60)
+            self.compose(with_serve=True).up([service], timeout=self.settings.up_timeout, recreate=True,
+                                             no_deps=True, progress=False, wait=False)
+            served.wait(timeout=self.settings.up_timeout, alive=lambda: self._serving_alive(service))
+        except (CommandError, KitError) as exc:
+            logs = self.logs([service], tail=60)
             self.stop_serving()  # nothing half-started left behind
-            raise KitError(f"the serving service did not become healthy: {exc.message}", details=logs) from None
-        served = ServedModel(f"http://127.0.0.1:{port}", timeout=self.settings.client_timeout)
-        served.wait(timeout=60)
+            message = exc.message if isinstance(exc, CommandError) else str(exc)
+            raise KitError(f"the serving service did not become healthy: {message}", details=logs) from None
         return served
+
+    def _serving_alive(self, service: str) -> bool:
+        """Running and never restarted (the service restarts a scoring server that exits: a model that cannot
+        load would loop)."""
+        state = next((s for s in self.states() if s.service == service), None)
+        return state is not None and state.state == "running" and state.restarts == 0
 
     def s3_object_exists(self, bucket: str, key: str) -> bool:
         """Asked from inside the stack (the one-shot that holds the S3 keys), so clients need none."""
@@ -461,6 +471,7 @@ def _state(container: dict) -> ServiceState:
         ports=", ".join(dict.fromkeys(published)),
         replica=int(labels.get("com.docker.compose.container-number") or 1),
         addresses=addresses,
+        restarts=int(container.get("RestartCount") or 0),
     )
 
 

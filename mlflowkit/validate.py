@@ -14,7 +14,7 @@ import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Collection
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -594,22 +594,31 @@ def steps_for(stack: Stack, ui: bool | None = None, metrics: bool | None = None)
     return steps
 
 
-def validate(stack: Stack, log: Callable[[str], None] | None = None, ui: bool | None = None) -> Report:
+def validate(stack: Stack, log: Callable[[str], None] | None = None, ui: bool | None = None,
+             only: Collection[str] | None = None) -> Report:
     """Run every step against ``stack``; a Report with one row per step (stops at the first failure).
 
     ``ui``: check the UI in a headless browser (True: it fails when no browser is installed; False: not checked;
     None: when one is installed, else a log line says it is not checked and how to install one).
+    ``only``: the names of the steps to run (in the pipeline's order), e.g. to fill a stack with the validation's
+    run, model and alias without serving it; a name the topology has no step for is an error.
     """
+    steps = steps_for(stack, ui)
+    if only is not None:
+        unknown = set(only) - {name for name, _ in steps}
+        if unknown:
+            raise KitError(f"validation of {stack.topology.name} has no step {', '.join(sorted(unknown))}.")
+        steps = [(name, step) for name, step in steps if name in only]
     log = log or stack.log
     report = Report(stack.topology.name)
     state = _State(stack=stack, client=Client(stack.connection()))
-    if not ui_wanted(ui):
+    if not ui_wanted(ui) and only is None:
         from mlflowkit.ui import INSTALL_HINT, SELENIUM_HINT, find_browser
 
         hint = INSTALL_HINT if find_browser() is None else SELENIUM_HINT
         log(f"validate {stack.topology.name}: the UI is not checked in a browser"
             + (f" (none found). Hint: {hint}" if ui is None else " (asked not to)"))
-    for name, step in steps_for(stack, ui):
+    for name, step in steps:
         started = time.monotonic()
         logs = ""
         try:

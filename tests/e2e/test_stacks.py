@@ -1,5 +1,6 @@
 """Every topology, for real: up → validate (log, register, alias, load, serve, predict, where it landed) →
-down keeping volumes → up → the earlier run and model version are still there → validate again."""
+down keeping volumes → up → the earlier run and model version are still there → validate again → the
+topology's tutorial on that stack, to its `down --volumes`."""
 
 from __future__ import annotations
 
@@ -78,8 +79,11 @@ def no_ambient_aws(monkeypatch, tmp_path):
 @pytest.mark.parametrize("name", [  # the README's first stack is in `make test`
     pytest.param(name, marks=[defaults_group(name), *([pytest.mark.smoke] if name == DEFAULT else [])])
     for name in sorted(TOPOLOGIES)])
-def test_stack_validates_and_keeps_its_data_across_down_and_up(name, make_stack):
-    """On the topology's default ports and settings, as `make stack-<topology>` brings it up."""
+def test_stack_validates_keeps_its_data_and_runs_its_tutorial(name, make_stack, tmp_path, capsys):
+    """On the topology's default ports and settings, as `make stack-<topology>` brings it up; then the reader's
+    path: docs/tutorials/<topology>.md from top to bottom on that stack, ending with its `down --volumes`."""
+    from tests.e2e.test_tutorials import run_tutorial
+
     stack = make_stack(TOPOLOGIES[name], default_ports=True)
     stack.up()
     first = validate_isolated(stack)
@@ -101,7 +105,9 @@ def test_stack_validates_and_keeps_its_data_across_down_and_up(name, make_stack)
     assert first.run_id in second.earlier_runs
     assert int(second.model_version) == int(first.model_version) + 1
 
-    stack.down(volumes=True)  # the stack's data goes with it: named volumes and a local store alike
+    # The tutorial's last block is `mlflowkit down <topology> --volumes`: the stack's data goes with it, named
+    # volumes and a local store alike.
+    run_tutorial(name, stack.settings, tmp_path, capsys)
     assert stack.states() == [] and stack.volumes() == []
     if stack.topology.uses_data_dir:
         data = Path(stack.env()["MLFLOW_DATA_DIR"])

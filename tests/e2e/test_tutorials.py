@@ -1,12 +1,13 @@
-"""The tutorials run: every marked block of docs/tutorials/<topology>.md, in order, against a real stack.
+"""The tutorials run: every marked block of docs/tutorials/<name>.md, in order, against real stacks.
 
-Blocks say `mlflowkit up <topology>` as a reader would type it; here they reach an isolated project (prefix
-``mlflowkit-e2e-tutorial``, .env in a temp directory), never a developer's own stack — on the topology's *default*
-ports and settings, as `make stack-<topology>` brings it up.
-A developer's own stack of the same topology holds those ports: `up` then fails in one line naming the port.
-Whatever happens, the stack is taken down with its volumes and every process a block started is stopped.
-A topology's tutorial shares its xdist group with that topology's stack test (also on the defaults): one worker
-runs them one after the other. The day-two tutorials, which use several topologies, run on free ports.
+Blocks say `mlflowkit up <topology>` as a reader would type it; here they reach an isolated project (an
+``mlflowkit-e2e`` prefix, .env in a temp directory), never a developer's own stack. Whatever happens, the stacks
+are taken down with their volumes and every process a block started is stopped.
+
+Each topology's own tutorial runs in tests/e2e/test_stacks.py, on its *default* ports, on the stack
+`make stack-<topology>` brought up and validated (a reader's path: the tutorial's first step says so); a
+developer's own stack of the topology holds those ports, and `up` then fails in one line naming the port. The
+day-two tutorials, which use several topologies, run here on free ports.
 """
 
 from __future__ import annotations
@@ -21,7 +22,7 @@ import pytest
 from mlflowkit.settings import Settings
 from mlflowkit.stack import Stack
 from mlflowkit.topology import TOPOLOGIES
-from tests.e2e.conftest import PREFIX, defaults_group, seed_env
+from tests.e2e.conftest import PREFIX, seed_env
 from tests.tutorial_blocks import TUTORIALS, TutorialRunner, check, runnable_blocks
 
 pytestmark = pytest.mark.e2e
@@ -46,16 +47,13 @@ def tutorial_env(settings: Settings, tmp_path) -> dict[str, str]:
 DAY_TWO = {"move-sqlite-to-proxied": ("sqlite", "proxied"), "upgrade-2-22-to-3-17": ("postgres-s3",)}
 
 
-@pytest.mark.parametrize("name", [*(pytest.param(name, marks=defaults_group(name)) for name in TOPOLOGIES),
-                                  *DAY_TWO])
-def test_tutorial_runs(name, e2e_settings, tmp_path, capsys):
+def run_tutorial(name: str, settings: Settings, tmp_path, capsys) -> None:
+    """Every runnable block of docs/tutorials/<name>.md in order, in a reader's shell pointed at ``settings``;
+    the tutorial must end with its stacks taken down (each is taken down with its volumes whatever happens)."""
     path = TUTORIALS / f"{name}.md"
     blocks = runnable_blocks(path)
     assert blocks, f"{path} has no runnable blocks"
-    settings = dataclasses.replace(e2e_settings, project_prefix=PROJECT_PREFIX)
     topologies = [TOPOLOGIES[each] for each in DAY_TWO.get(name, (name,))]
-    for topology in topologies:  # a topology's own tutorial on its defaults; a day-two one on free ports
-        seed_env(settings, topology, default_ports=name not in DAY_TWO)
     workdir = tmp_path / "work"
     workdir.mkdir()
     runner = TutorialRunner(tutorial_env(settings, tmp_path), workdir)
@@ -82,3 +80,13 @@ def test_tutorial_runs(name, e2e_settings, tmp_path, capsys):
                 stack.down(volumes=True)
         with capsys.disabled():
             print(f"\n  {time.monotonic() - start:5.1f} s  {name} in all", flush=True)
+
+
+@pytest.mark.parametrize("name", list(DAY_TWO))
+def test_day_two_tutorial_runs(name, e2e_settings, tmp_path, capsys):
+    """On free ports, in projects of their own. (Each topology's own tutorial runs in test_stacks, on the stack
+    `make stack-<topology>` brought up and proved: the reader's path.)"""
+    settings = dataclasses.replace(e2e_settings, project_prefix=PROJECT_PREFIX)
+    for topology in DAY_TWO[name]:
+        seed_env(settings, TOPOLOGIES[topology])
+    run_tutorial(name, settings, tmp_path, capsys)

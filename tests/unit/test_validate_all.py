@@ -52,3 +52,25 @@ def test_a_failed_up_is_a_row_of_the_matrix_and_the_next_topology_still_runs(mon
     assert result.exit_code == 1
     assert "validation failed for: sqlite" in result.output
     assert "FAIL" in result.output and "up" in result.output and "PASS" in result.output
+
+
+def test_validate_only_refuses_a_step_the_topology_does_not_have(tmp_path):
+    """`only` names steps of the pipeline; one the topology lacks (a file store has no S3) is one clear error,
+    raised before any step runs (nothing here answers: a step that ran would fail instead)."""
+    import pytest
+
+    from mlflowkit.errors import KitError
+    from mlflowkit.settings import Settings
+    from mlflowkit.stack import Stack
+    from mlflowkit.topology import TOPOLOGIES
+    from mlflowkit.validate import validate
+
+    class NoEngine(Stack):
+        metrics_running = False  # the only question steps_for would ask the engine
+
+    settings = Settings(home=str(tmp_path))
+    settings.env_file("file").parent.mkdir(parents=True)
+    settings.env_file("file").write_text("")  # a stack `up` wrote, without --auth
+    stack = NoEngine(TOPOLOGIES["file"], settings)
+    with pytest.raises(KitError, match="validation of file has no step artifacts in S3"):
+        validate(stack, lambda line: None, ui=False, only=("log", "artifacts in S3"))

@@ -79,7 +79,7 @@ def no_ambient_aws(monkeypatch, tmp_path):
 @pytest.mark.parametrize("name", [  # the README's first stack is in `make test`
     pytest.param(name, marks=[defaults_group(name), *([pytest.mark.smoke] if name == DEFAULT else [])])
     for name in sorted(TOPOLOGIES)])
-def test_stack_validates_keeps_its_data_and_runs_its_tutorial(name, make_stack, tmp_path, capsys):
+def test_stack_validates_keeps_its_data_and_runs_its_tutorial(name, make_stack, tmp_path, request):
     """On the topology's default ports and settings, as `make stack-<topology>` brings it up; then the reader's
     path: docs/tutorials/<topology>.md from top to bottom on that stack, ending with its `down --volumes`."""
     from tests.e2e.test_tutorials import run_tutorial
@@ -107,7 +107,7 @@ def test_stack_validates_keeps_its_data_and_runs_its_tutorial(name, make_stack, 
 
     # The tutorial's last block is `mlflowkit down <topology> --volumes`: the stack's data goes with it, named
     # volumes and a local store alike.
-    run_tutorial(name, stack.settings, tmp_path, capsys)
+    run_tutorial(name, stack.settings, tmp_path, request)
     assert stack.states() == [] and stack.volumes() == []
     if stack.topology.uses_data_dir:
         data = Path(stack.env()["MLFLOW_DATA_DIR"])

@@ -47,7 +47,15 @@ def tutorial_env(settings: Settings, tmp_path) -> dict[str, str]:
 DAY_TWO = {"move-sqlite-to-proxied": ("sqlite", "proxied"), "upgrade-2-22-to-3-17": ("postgres-s3",)}
 
 
-def run_tutorial(name: str, settings: Settings, tmp_path, capsys) -> None:
+def live(request: pytest.FixtureRequest, text: str) -> None:
+    """``text`` on the terminal as it happens, past pytest's capture (which a test's own sys.stderr stays under:
+    the capsys fixture would give the validation's child process a stderr without a file descriptor)."""
+    capture = request.config.pluginmanager.getplugin("capturemanager")
+    with capture.global_and_fixture_disabled():
+        print(text, end="", flush=True)
+
+
+def run_tutorial(name: str, settings: Settings, tmp_path, request: pytest.FixtureRequest) -> None:
     """Every runnable block of docs/tutorials/<name>.md in order, in a reader's shell pointed at ``settings``;
     the tutorial must end with its stacks taken down (each is taken down with its volumes whatever happens)."""
     path = TUTORIALS / f"{name}.md"
@@ -62,9 +70,8 @@ def run_tutorial(name: str, settings: Settings, tmp_path, capsys) -> None:
         for block in blocks:
             for outcome in runner.run(block):
                 problem = check(outcome)
-                with capsys.disabled():
-                    print(f"\n  {outcome.seconds:5.1f} s  {block.source}"
-                          + (f" [{outcome.session}]" if outcome.session else ""), end="", flush=True)
+                live(request, f"\n  {outcome.seconds:5.1f} s  {block.source}"
+                     + (f" [{outcome.session}]" if outcome.session else ""))
                 assert problem is None, f"{problem}:\n--- block ---\n{block.code}--- output ---\n" \
                                         f"{outcome.output[-6000:]}"
         for topology in topologies:
@@ -78,15 +85,14 @@ def run_tutorial(name: str, settings: Settings, tmp_path, capsys) -> None:
             stack = Stack(topology, settings)
             if stack.states() or stack.volumes():
                 stack.down(volumes=True)
-        with capsys.disabled():
-            print(f"\n  {time.monotonic() - start:5.1f} s  {name} in all", flush=True)
+        live(request, f"\n  {time.monotonic() - start:5.1f} s  {name} in all\n")
 
 
 @pytest.mark.parametrize("name", list(DAY_TWO))
-def test_day_two_tutorial_runs(name, e2e_settings, tmp_path, capsys):
+def test_day_two_tutorial_runs(name, e2e_settings, tmp_path, request):
     """On free ports, in projects of their own. (Each topology's own tutorial runs in test_stacks, on the stack
     `make stack-<topology>` brought up and proved: the reader's path.)"""
     settings = dataclasses.replace(e2e_settings, project_prefix=PROJECT_PREFIX)
     for topology in DAY_TWO[name]:
         seed_env(settings, TOPOLOGIES[topology])
-    run_tutorial(name, settings, tmp_path, capsys)
+    run_tutorial(name, settings, tmp_path, request)

@@ -44,8 +44,9 @@ NETWORK_CHANGED = "net::ERR_NETWORK_CHANGED"
 # when asked again (check() asks once); a problem if it does not.
 GAVE_UP = "net::ERR_TOO_MANY_RETRIES"
 # Reloads per check after such failures: the kit's own test suite runs two stacks at once, whose containers come
-# and go while the other's UI is checked.
-RELOADS = 4
+# and go while the other's UI is checked (4 were not enough once, beside the ha fault tests: each page reload
+# is bounded by the check's timeout, so this bounds a check at RELOADS + 1 timeouts a page).
+RELOADS = 8
 # Schemes that never leave the page.
 _LOCAL_SCHEMES = ("data", "blob", "about", "chrome", "chrome-error", "devtools")
 
@@ -217,7 +218,9 @@ class Browser:
         Chrome aborts a page's calls with ERR_NETWORK_CHANGED when any interface of the host comes or goes (a
         container or network starting or going on the engine: benchmarks/probes/chromium_network_change.py made
         253 of 310 requests to 127.0.0.1 fail so), or gives up with ERR_TOO_MANY_RETRIES when its reused
-        connections keep dropping: such a page is reloaded, at most RELOADS times per check.
+        connections keep dropping: such a page is reloaded, at most RELOADS times per check, and given its whole
+        ``timeout`` again (a page reloaded late in its time failed CI once while the other worker's fault tests
+        made and removed containers throughout).
         """
         deadline = time.monotonic() + timeout
         next_look = time.monotonic() + 1
@@ -227,8 +230,9 @@ class Browser:
             if not missing:
                 return
             if time.monotonic() > deadline:
+                reloaded = f", {self.reloads} reload(s) after host network changes" if self.reloads else ""
                 raise KitError(f"the UI's {what} did not show {', '.join(map(repr, missing))} within {timeout:.0f} s "
-                               f"({self.driver.current_url})", details=f"page text:\n{shown[-1500:]}")
+                               f"({self.driver.current_url}{reloaded})", details=f"page text:\n{shown[-1500:]}")
             if time.monotonic() > next_look:
                 next_look = time.monotonic() + 1
                 seen = len(self.requests)
@@ -236,6 +240,7 @@ class Browser:
                 if self.reloads < RELOADS and any(r.error in (NETWORK_CHANGED, GAVE_UP) for r in self.requests[seen:]):
                     self.reloads += 1
                     self.driver.refresh()
+                    deadline = time.monotonic() + timeout  # the reloaded page gets its whole time again
             time.sleep(0.2)
 
     def wait_for_url(self, fragment: str, what: str, timeout: float) -> None:

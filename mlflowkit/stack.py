@@ -199,11 +199,10 @@ class Stack:
             self.compose(with_serve=True).up([service], timeout=self.settings.up_timeout, recreate=True,
                                              no_deps=True, progress=False, wait=False)
             served.wait(timeout=self.settings.up_timeout, alive=lambda: self._serving_alive(service))
-        except (CommandError, KitError) as exc:
+        except KitError as exc:  # compose's CommandError, or no /ping in time
             logs = self.logs([service], tail=60)
             self.stop_serving()  # nothing half-started left behind
-            message = exc.message if isinstance(exc, CommandError) else str(exc)
-            raise KitError(f"the serving service did not become healthy: {message}", details=logs) from None
+            raise KitError(f"the serving service did not become healthy: {exc.message}", details=logs) from None
         return served
 
     def _serving_alive(self, service: str) -> bool:

@@ -16,9 +16,13 @@ help:
 	@echo "make unit               the tests that need no engine"
 
 # The exact versions of requirements.lock (hash-checked), then the kit itself, editable, without resolving again.
+# pip installs only uv (its pinned, hashed lines of the lock); uv installs the lock: 12 s against pip's 102 s for
+# the same 138 packages, the same `pip freeze` (measured 2026-12-08, caches warm).
 $(VENV)/.installed: pyproject.toml requirements.lock
 	$(PYTHON) -m venv $(VENV)
-	$(VENV)/bin/pip install --quiet --disable-pip-version-check --require-hashes -r requirements.lock
+	awk '/^uv==/{p=1} p{print} p && !/\\$$/{exit}' requirements.lock > $(VENV)/uv.lock.txt
+	$(VENV)/bin/pip install --quiet --disable-pip-version-check --require-hashes -r $(VENV)/uv.lock.txt
+	$(VENV)/bin/uv pip install --quiet --python $(VENV)/bin/python --require-hashes -r requirements.lock
 	$(VENV)/bin/pip install --quiet --disable-pip-version-check --no-deps --no-build-isolation -e .
 	touch $@
 

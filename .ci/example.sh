@@ -48,7 +48,14 @@ constraints=(--constraint "$tmp/constraints.txt")
 cp -r "$repo/examples/user-project" "$tmp/user-project"
 rm -rf "$tmp/user-project/build" "$tmp/user-project"/src/*.egg-info
 say "installing the wheel and the example project into a fresh virtualenv ${constraints[*]:+(${constraints[*]})}"
-"$venv/bin/pip" install --quiet --disable-pip-version-check "${constraints[@]}" "$wheel" "$tmp/user-project[test]"
+# uv, from the checkout's lock, where `make venv` put it: the same resolution as pip from the same metadata, in
+# ~10 s instead of pip's 84 (measured 2026-12-08); pip where there is none.
+if [ -x "$repo/.venv/bin/uv" ]; then
+  "$repo/.venv/bin/uv" pip install --quiet --compile-bytecode --python "$venv/bin/python" "${constraints[@]}" "$wheel" \
+    "$tmp/user-project[test]"
+else
+  "$venv/bin/pip" install --quiet --disable-pip-version-check "${constraints[@]}" "$wheel" "$tmp/user-project[test]"
+fi
 say "installed in $(elapsed "$step")"
 
 # From here on nothing may come from the checkout: run in the copy, check where the kit is imported from.

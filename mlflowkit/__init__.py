@@ -14,11 +14,12 @@ __version__ = "0.1.0"
 
 
 def stack_connection(topology: str, settings: Any = None, *, user: str | None = None,
-                     admin: bool = False) -> Connection:
+                     admin: bool = False, workspace: str | None = None) -> Connection:
     """The connection to a stack of this kit on this host, from its .env and ports (``mlflowkit env`` prints the
-    same); on a stack with --auth, ``user``'s own (`mlflowkit users add`) or, with ``admin``, the admin's. Here, not
+    same); on a stack with --auth, ``user``'s own (`mlflowkit users add`) or, with ``admin``, the admin's; with
+    ``workspace``, in that workspace (`up --workspaces`). Here, not
     in the client library: that library never depends on the orchestration."""
     from mlflowkit import topology as topologies
     from mlflowkit.stack import Stack
 
-    return Stack(topologies.get(topology), settings).client_connection(user, admin)
+    return Stack(topologies.get(topology), settings).client_connection(user, admin, workspace)

@@ -11,7 +11,7 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
-from mlflowkit import __version__, images, people, topology
+from mlflowkit import __version__, images, people, topology, workspaces
 from mlflowkit.errors import KitError, UnknownTopology
 from mlflowkit.settings import Settings
 from mlflowkit.stack import Stack, label_ports
@@ -113,6 +113,9 @@ def up(name: TopologyArg, keep: Annotated[bool, typer.Option(help="leave failed 
                                                      "defaults (an existing .env keeps its ports)")] = False,
        metrics: Annotated[bool, typer.Option(help="the metrics profile too: Prometheus scraping every MLflow "
                                                   "server on PROMETHEUS_PORT (not file, sqlite)")] = False,
+       workspaces_: Annotated[bool, typer.Option("--workspaces", help="MLflow's workspaces: a team's experiments "
+                                                 "and models seen only by its members (`mlflowkit workspaces`; "
+                                                 "SQL stores behind a tracking server)")] = False,
        mlflow: Annotated[str | None, typer.Option("--mlflow", metavar="VERSION",
                                                   help="run this MLflow version (one the kit has pins for; "
                                                        "default: the kit's). A stack with data moves with "
@@ -123,7 +126,7 @@ def up(name: TopologyArg, keep: Annotated[bool, typer.Option(help="leave failed 
         from mlflowkit import upgrade as upgrades
 
         upgrades.choose_version(stack, mlflow, _log)
-    stack.up(keep=keep, auth=auth, free_ports=free_ports, metrics=metrics)
+    stack.up(keep=keep, auth=auth, free_ports=free_ports, metrics=metrics, workspaces=workspaces_)
 
 
 @app.command("validate")
@@ -310,11 +313,13 @@ def env(name: TopologyArg,
         user: Annotated[str | None, typer.Option(help="that person's environment (`mlflowkit users add`)",
                                                  show_default=False)] = None,
         admin: Annotated[bool, typer.Option(help="the stack's admin: every user's data, every permission")] = False,
+        workspace: Annotated[str | None, typer.Option(help="in that workspace (MLFLOW_WORKSPACE; a stack with "
+                                                           "--workspaces)", show_default=False)] = None,
         ) -> None:
     """Print the exports a client needs for this stack, secrets included: eval "$(mlflowkit env NAME)"; a stack
     with --auth needs --user NAME (a person's own password) or --admin."""
     stack = _stack(name)
-    for key, value in stack.client_connection(user, admin).environ().items():
+    for key, value in stack.client_connection(user, admin, workspace).environ().items():
         print(f"export {key}={shlex.quote(value)}")
     print(f"# MLflow UI: {stack.ui_url()}")
     if stack.topology.has_metrics and stack.env().get(topology.METRICS_SWITCH):  # from .env: no engine asked
@@ -339,9 +344,11 @@ def _change_person(name: str, person: str, change: Callable[[people.Server, peop
 @users.command("add")
 @guarded
 def users_add(name: TopologyArg, person: PersonArg) -> None:
-    """Make PERSON a user of the stack with a new password (kept by the kit; never printed here)."""
-    _change_person(name, person, people.add,
-                   f"{person} is a user of {name}; their environment: eval \"$(mlflowkit env {name} --user {person})\"")
+    """Make PERSON a user of the stack with a new password (kept by the kit; never printed here); with
+    --workspaces, a user of the default workspace too."""
+    _stack(name).add_person(person)
+    out.print(f"{person} is a user of {name}; their environment: eval \"$(mlflowkit env {name} --user {person})\"",
+              markup=False, highlight=False)
 
 
 @users.command("list")
@@ -410,6 +417,72 @@ def _print_reports(reports: list[Report]) -> None:
     for name in steps:
         table.add_row(name, *(c.get(name, "[dim]-[/]") for c in cells))
     out.print(table)
+
+
+spaces = typer.Typer(no_args_is_help=True,
+                     help="The workspaces of a stack run with --workspaces (MLflow's own): each team's experiments, "
+                          "models, prompts and traces, seen only by its members.")
+app.add_typer(spaces, name="workspaces")
+WorkspaceArg = Annotated[str, typer.Argument(help="the workspace: 2-63 lower-case letters, digits, inner '-'",
+                                             show_default=False)]
+
+
+@spaces.command("list")
+@guarded
+def workspaces_list(name: TopologyArg) -> None:
+    """The stack's workspaces (those the admin sees: all of them)."""
+    table = Table("workspace", "description", title=f"workspaces of {name}")
+    for space in workspaces.listed(_stack(name).workspace_server()):
+        table.add_row(space.name, space.description)
+    out.print(table)
+
+
+@spaces.command("add")
+@guarded
+def workspaces_add(name: TopologyArg, workspace: WorkspaceArg,
+                   description: Annotated[str, typer.Option(help="what the workspace is for")] = "") -> None:
+    """Make WORKSPACE (no one but the stack's admin is in it until `workspaces grant`)."""
+    workspaces.add(_stack(name).workspace_server(), workspace, description)
+    out.print(f"{workspace} is a workspace of {name}; add people: mlflowkit workspaces grant {name} {workspace} "
+              "NAME", markup=False, highlight=False)
+
+
+@spaces.command("remove")
+@guarded
+def workspaces_remove(name: TopologyArg, workspace: WorkspaceArg) -> None:
+    """Remove an empty WORKSPACE (one that still holds experiments or models is refused, nothing deleted)."""
+    workspaces.remove(_stack(name).workspace_server(), workspace)
+    out.print(f"{workspace} is no longer a workspace of {name}", markup=False, highlight=False)
+
+
+@spaces.command("members")
+@guarded
+def workspaces_members(name: TopologyArg, workspace: WorkspaceArg) -> None:
+    """Who is in WORKSPACE, and at which level."""
+    table = Table("user", "level", title=f"members of {workspace} on {name}")
+    for member in workspaces.members(_stack(name).workspace_server(), workspace):
+        table.add_row(member.person, member.level.value)
+    out.print(table)
+
+
+@spaces.command("grant")
+@guarded
+def workspaces_grant(name: TopologyArg, workspace: WorkspaceArg, person: PersonArg,
+                     level: Annotated[workspaces.Level, typer.Option(
+                         help="user: reads everything there, writes what they create; admin: everything, members "
+                              "included")] = workspaces.Level.USER) -> None:
+    """Make PERSON (`mlflowkit users add`) a member of WORKSPACE."""
+    workspaces.grant(_stack(name).workspace_server(), workspace, person, level)
+    out.print(f"{person} is a {level.value} of {workspace}; their environment there: eval \"$(mlflowkit env {name} "
+              f"--user {person} --workspace {workspace})\"", markup=False, highlight=False)
+
+
+@spaces.command("revoke")
+@guarded
+def workspaces_revoke(name: TopologyArg, workspace: WorkspaceArg, person: PersonArg) -> None:
+    """PERSON leaves WORKSPACE (what they made there stays)."""
+    workspaces.revoke(_stack(name).workspace_server(), workspace, person)
+    out.print(f"{person} is no longer in {workspace}", markup=False, highlight=False)
 
 
 def _print_usage(stack: Stack) -> None:

@@ -39,6 +39,7 @@ MANAGED_VARIABLES = (
     "MLFLOW_TRACKING_USERNAME",
     "MLFLOW_TRACKING_PASSWORD",
     "MLFLOW_TRACKING_SERVER_CERT_PATH",
+    "MLFLOW_WORKSPACE",
     "MLFLOW_ALLOW_FILE_STORE",
     "MLFLOW_DISABLE_TELEMETRY",
     "DO_NOT_TRACK",
@@ -95,6 +96,7 @@ class Connection:
     artifact_location: str | None = None
     timeout: float = 60  # seconds per HTTP request
     telemetry: bool = False  # True: MLflow's usage telemetry is left as MLflow has it (on)
+    workspace: str | None = None  # MLflow's workspace (`up --workspaces`); None: the server's default
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None) -> Connection:
@@ -117,6 +119,7 @@ class Connection:
             server_cert_path=env.get("MLFLOW_TRACKING_SERVER_CERT_PATH") or None,
             artifact_location=env.get(ARTIFACT_LOCATION_VARIABLE) or None,
             telemetry=env.get("MLFLOW_DISABLE_TELEMETRY", "").lower() in ("false", "0", "no"),
+            workspace=env.get("MLFLOW_WORKSPACE") or None,
         )
 
     def environ(self) -> dict[str, str]:
@@ -130,6 +133,7 @@ class Connection:
             "MLFLOW_TRACKING_USERNAME": self.username,
             "MLFLOW_TRACKING_PASSWORD": self.password,
             "MLFLOW_TRACKING_SERVER_CERT_PATH": self.server_cert_path,
+            "MLFLOW_WORKSPACE": self.workspace,
         }
         values.update({k: v for k, v in optional.items() if v})
         if self.artifact_location:

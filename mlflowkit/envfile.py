@@ -20,7 +20,7 @@ from pathlib import Path
 from dotenv.parser import parse_stream
 
 from mlflowkit.errors import EnvFileError
-from mlflowkit.topology import Backend, Topology
+from mlflowkit.topology import WORKSPACES_SWITCH, Backend, Topology
 
 _REFERENCE = re.compile(r"\$\{(\w+)(?::?-([^}]*))?\}|\$(\w+)")
 _NEEDS_QUOTES = re.compile(r"[\s#'\"\\$]")
@@ -121,17 +121,19 @@ def _quote(value: str) -> str:
 
 
 def ensure(path: Path, topology: Topology, bind_address: str = "127.0.0.1",
-           data_dir: Path | None = None, auth: bool = False, ports: Mapping[str, int] | None = None) -> dict[str, str]:
+           data_dir: Path | None = None, auth: bool = False, ports: Mapping[str, int] | None = None,
+           workspaces: bool = False) -> dict[str, str]:
     """Create or complete ``path``; return its values. Existing values are kept, the mode forced to 0600.
 
     ``auth`` adds the basic-auth keys; a stack that has them keeps them (remove them to turn auth off) and gets
-    the ones a newer kit added.
+    the ones a newer kit added. ``workspaces`` switches MLflow's workspaces on (kept the same way).
     ``ports`` replaces the declared default of those port variables (where the file does not set them).
     """
     existing = parse(path.read_text(), str(path)) if path.exists() else {}
     check_ports(existing, topology, str(path))
     wanted = {**defaults(topology, bind_address, data_dir), **{k: str(v) for k, v in (ports or {}).items()},
-              **(auth_values() if auth or existing.get("MLFLOW_AUTH_ARGS") else {})}
+              **(auth_values() if auth or existing.get("MLFLOW_AUTH_ARGS") else {}),
+              **({WORKSPACES_SWITCH: "true"} if workspaces else {})}
     missing = {k: v for k, v in wanted.items() if k not in existing}
     if not path.exists():
         _write_private(path, render(missing, topology))

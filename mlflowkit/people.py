@@ -31,7 +31,7 @@ class Server:
 
     name: str  # the Compose service (for messages)
     url: str
-    admin: tuple[str, str]
+    admin: tuple[str, str] | None  # None: a server without --auth (its workspaces only)
     verify: str | bool = True  # a CA bundle for the stack's TLS, else the system's
     timeout: float = 60
 
@@ -80,10 +80,16 @@ class Passwords:
 
 
 def _call(server: Server, method: str, path: str, *, absent: bool = False, **kwargs: object) -> dict:
-    """One call of MLflow's users API as the admin; ``absent``: a 404 (no such user) answers ``{}``."""
+    """One call of MLflow's users API (``path`` under it) as the admin; see :func:`call`."""
+    return call(server, method, f"{USERS}/{path}", absent=absent, **kwargs)
+
+
+def call(server: Server, method: str, path: str, *, absent: bool = False, **kwargs: object) -> dict:
+    """One call of the server's REST API (``path`` from its root) as the admin; ``absent``: a 404 (no such user,
+    workspace, role) answers ``{}``. Any other failure, or an answer that is not a JSON object, is one line."""
     import requests
 
-    url = f"{server.url}{USERS}/{path}"
+    url = f"{server.url}{path}"
     try:
         response = requests.request(method, url, auth=server.admin, verify=server.verify, timeout=server.timeout,
                                     **kwargs)  # type: ignore[arg-type]
@@ -92,14 +98,18 @@ def _call(server: Server, method: str, path: str, *, absent: bool = False, **kwa
                        hint="is the stack up? `mlflowkit status`.") from None
     if response.status_code == 404 and absent:
         return {}
-    if response.status_code == 404 and path == "list":
+    if response.status_code == 404 and path == f"{USERS}/list":
         raise KitError(f"the {server.name} server has no {USERS}/list (an MLflow older than 3.x's user admin).",
                        hint="upgrade the stack (`mlflowkit upgrade`) to manage its people.")
     if response.status_code == 401:
         raise KitError(f"the {server.name} server refused the stack's admin ({method} {url}: 401).",
                        hint="its .env's admin password no longer matches the server's users database.")
     if not response.ok:
-        raise KitError(f"{method} {url} failed: {response.status_code} {response.text.strip()[:300]}")
+        try:  # MLflow's errors are {"error_code": …, "message": …}: the message is the line a person reads
+            said = str(response.json()["message"])
+        except (ValueError, KeyError, TypeError):
+            said = response.text.strip()
+        raise KitError(f"{method} {url} failed: {response.status_code} {said[:300]}")
     try:
         answer = response.json() if response.content else {}
     except ValueError:
@@ -110,13 +120,22 @@ def _call(server: Server, method: str, path: str, *, absent: bool = False, **kwa
     return answer
 
 
-def listed(server: Server) -> dict[str, bool]:
-    """Each user of ``server``: whether it is an admin (an answer of another shape is refused in one line)."""
+def _users(server: Server) -> list[dict]:
     users = _call(server, "GET", "list").get("users", [])
     if not isinstance(users, list) or not all(isinstance(u, dict) and isinstance(u.get("username"), str)
                                                for u in users):
         raise KitError(f"the {server.name} server's users/list is not a list of users: {str(users)[:120]!r}")
-    return {user["username"]: bool(user.get("is_admin")) for user in users}
+    return users
+
+
+def listed(server: Server) -> dict[str, bool]:
+    """Each user of ``server``: whether it is an admin (an answer of another shape is refused in one line)."""
+    return {user["username"]: bool(user.get("is_admin")) for user in _users(server)}
+
+
+def listed_ids(server: Server) -> dict[str, int]:
+    """Each user of ``server``: its id (MLflow's roles name users by id)."""
+    return {user["username"]: user["id"] for user in _users(server) if isinstance(user.get("id"), int)}
 
 
 def people(server: Server, passwords: Passwords) -> list[Person]:
@@ -164,7 +183,7 @@ def ensure(server: Server, name: str, password: str) -> None:
 
 def _known(server: Server, name: str) -> None:
     check_name(name)
-    if name == server.admin[0]:
+    if server.admin and name == server.admin[0]:
         raise KitError(f"{name} is the stack's own admin (its .env): the kit, the healthchecks and the serving "
                        "service log in as it.", hint="manage the people you added instead.")
     users = listed(server)

@@ -12,7 +12,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
-from mlflowkit import envfile, images, people, tls
+from mlflowkit import envfile, images, people, tls, workspaces
 from mlflowkit.client import Connection
 from mlflowkit.docker import Compose, check_engine, engine_environ, run
 from mlflowkit.errors import CommandError, KitError, PortTaken
@@ -24,6 +24,8 @@ from mlflowkit.topology import (
     METRICS_PROFILE,
     METRICS_SERVICE,
     METRICS_SWITCH,
+    TOPOLOGIES,
+    WORKSPACES_SWITCH,
     Backend,
     Topology,
 )
@@ -112,17 +114,24 @@ class Stack:
 
     # --- lifecycle -------------------------------------------------------------------------------------
 
-    def up(self, *, keep: bool = False, auth: bool = False, free_ports: bool = False, metrics: bool = False) -> None:
+    def up(self, *, keep: bool = False, auth: bool = False, free_ports: bool = False, metrics: bool = False,
+           workspaces: bool = False) -> None:
         """Build missing images, write .env, ``up --wait``; on failure show logs and remove what started.
 
         ``free_ports``: a stack whose .env is new publishes on free 127.0.0.1 ports instead of the defaults
         (tests and parallel runs); an existing .env keeps its ports.
         ``metrics``: every MLflow server exposes /metrics and the metrics profile runs (Prometheus scraping them),
         waited for like the rest; kept in .env (MLFLOW_METRICS), so a later `up` keeps it (remove the key to stop).
+        ``workspaces``: MLflow's workspaces (mlflowkit/workspaces.py), kept in .env the same way.
         """
         if auth and not self.topology.supports_auth:
             raise KitError(f"--auth is not available for {self.topology.name}.",
                            hint="it protects MLflow servers; file and sqlite have none (their data is a local file).")
+        if workspaces and not self.topology.supports_workspaces:
+            raise KitError(f"--workspaces is not available for {self.topology.name}.",
+                           hint="MLflow's workspaces need a SQL store behind a tracking server: "
+                                + ", ".join(sorted(t.name for t in TOPOLOGIES.values() if t.supports_workspaces))
+                                + ".")
         if metrics and not self.topology.has_metrics:
             raise KitError(f"--metrics is not available for {self.topology.name}.",
                            hint="it scrapes MLflow servers; file and sqlite run only a UI (clients write the store).")
@@ -130,10 +139,10 @@ class Stack:
         images.ensure(self.settings, self.log)
         if free_ports and not self.env_file.exists():
             envfile.ensure(self.env_file, self.topology, self.settings.bind_address,
-                           self.settings.data_dir(self.topology.name), auth=auth,
+                           self.settings.data_dir(self.topology.name), auth=auth, workspaces=workspaces,
                            ports={port.variable: free_port() for port in self.topology.ports})
         values = envfile.ensure(self.env_file, self.topology, self.settings.bind_address,
-                                self.settings.data_dir(self.topology.name), auth=auth)
+                                self.settings.data_dir(self.topology.name), auth=auth, workspaces=workspaces)
         if self.topology.uses_data_dir:
             self._prepare_data_dir(values)
         if self.topology.tls:
@@ -345,6 +354,10 @@ class Stack:
     def auth_enabled(self) -> bool:
         return bool(self.env().get("MLFLOW_AUTH_ARGS"))
 
+    @property
+    def workspaces_enabled(self) -> bool:
+        return self.env().get(WORKSPACES_SWITCH, "").lower() == "true"
+
     # --- people (--auth) -------------------------------------------------------------------------------
 
     @property
@@ -362,15 +375,50 @@ class Stack:
         return people.Server("tracking", self.ui_url(), admin, connection.server_cert_path or True,
                              connection.timeout)
 
+    def add_person(self, name: str) -> str:
+        """Make ``name`` a user (`mlflowkit users add`); on a stack with workspaces, also a ``user`` of the
+        default workspace, which every person could write to before workspaces. Returns the new password."""
+        server = self.user_server()
+        password = people.add(server, self.passwords, name)
+        if self.workspaces_enabled:
+            workspaces.grant(server, workspaces.DEFAULT, name, workspaces.Level.USER)
+        return password
+
+    def workspace_server(self) -> people.Server:
+        """The server whose workspaces `mlflowkit workspaces` manages: the users' server as its admin; without
+        --auth, anyone (workspaces then keep teams' lists apart, not their data)."""
+        if not self.workspaces_enabled:
+            raise KitError(f"{self.topology.name} runs without --workspaces.",
+                           hint=f"`mlflowkit up {self.topology.name} --auth --workspaces` (a stack with data keeps "
+                                "it, in the default workspace).")
+        if self.auth_enabled:
+            return self.user_server()
+        connection = self.connection()
+        return people.Server("tracking", self.ui_url(), None, connection.server_cert_path or True,
+                             connection.timeout)
+
     def _require_auth(self) -> None:
         if not self.auth_enabled:
             raise KitError(f"{self.topology.name} runs without --auth: it has no users, every client is anonymous.",
                            hint=f"`mlflowkit up {self.topology.name} --auth` on a new stack "
                                 "(or after `down --volumes`).")
 
-    def client_connection(self, user: str | None = None, admin: bool = False) -> Connection:
+    def client_connection(self, user: str | None = None, admin: bool = False,
+                          workspace: str | None = None) -> Connection:
         """Whose connection a client gets (`mlflowkit env`, ``stack_connection``): on a stack with --auth, a
-        person's own (``user``) or, asked for by name, the admin's; on one without, the stack's."""
+        person's own (``user``) or, asked for by name, the admin's; on one without, the stack's. ``workspace``:
+        in that workspace (a stack with --workspaces; checked to exist)."""
+        from dataclasses import replace
+
+        connection = self._whose_connection(user, admin)
+        if workspace is None:
+            return connection
+        if workspace not in {w.name for w in workspaces.listed(self.workspace_server())}:
+            raise KitError(f"{workspace} is not a workspace of {self.topology.name}.",
+                           hint=f"`mlflowkit workspaces list {self.topology.name}` shows them.")
+        return replace(connection, workspace=workspace)
+
+    def _whose_connection(self, user: str | None, admin: bool) -> Connection:
         name = self.topology.name
         if user and admin:
             raise KitError("give a user or the admin, not both.")

@@ -44,6 +44,7 @@ LOCAL_ARTIFACTS = "mlartifacts"
 METRICS_PROFILE = "metrics"
 ONE_SHOTS_PROFILE = "one-shots"  # one-shots run on demand only (Topology.one_shots_profile)
 METRICS_SERVICE = "prometheus"
+WORKSPACES_SWITCH = "MLFLOW_ENABLE_WORKSPACES"  # set in .env (`up --workspaces`): MLflow's workspaces on its servers
 METRICS_SWITCH = "MLFLOW_METRICS"  # set in .env (`up --metrics`): the servers run with --expose-prometheus
 SERVER_PORT = 5000
 # Ports browsers refuse to open (the Fetch standard's "bad ports", which Chromium and Firefox both enforce: e.g.
@@ -281,6 +282,13 @@ class Topology:
         """`mlflowkit up --auth`: MLflow's basic-auth app on every MLflow server of the stack (the tracking
         server, and the artifacts server of artifacts-only). Not where there is no server."""
         return self.has_tracking_server
+
+    @property
+    def supports_workspaces(self) -> bool:
+        """`mlflowkit up --workspaces`: MLflow's workspaces need a SQL store behind a tracking server. Not yet
+        artifacts-only: its separate artifacts server would need MLflow's workspace store URI too."""
+        return (self.has_tracking_server and self.backend is Backend.POSTGRESQL
+                and self.artifact_mode is not ArtifactMode.ARTIFACTS_SERVER)
 
     @property
     def client_needs_s3_credentials(self) -> bool:

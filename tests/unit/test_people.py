@@ -4,7 +4,9 @@ tests/e2e/test_stacks.py::test_auth_refuses_anonymous_writes_and_validates_authe
 
 from __future__ import annotations
 
+import contextlib
 import stat
+from collections.abc import Iterator
 
 import pytest
 from typer.testing import CliRunner
@@ -168,10 +170,9 @@ def test_the_serving_service_holds_its_own_user_not_the_admins(name):
     assert not any(key.startswith("MLFLOW_AUTH_ADMIN") for key in environment), sorted(environment)
 
 
-@pytest.mark.parametrize("body", [b"<html>not MLflow</html>", b"[1, 2]", b'{"users": "admin"}',
-                                  b'{"users": [{"name": "no username"}]}', b'{"users": [null]}'])
-def test_an_answer_that_is_not_mlflows_is_refused_in_one_line(body):
-    """Whatever answers at the stack's address is outside the kit: a page, a list, users of another shape."""
+@contextlib.contextmanager
+def answering(body: bytes) -> Iterator[str]:
+    """A local HTTP server that answers every GET with ``body`` (200); yields its URL."""
     import threading
     from http.server import BaseHTTPRequestHandler, HTTPServer
 
@@ -189,10 +190,16 @@ def test_an_answer_that_is_not_mlflows_is_refused_in_one_line(body):
     thread = threading.Thread(target=server.serve_forever, daemon=True)
     thread.start()
     try:
-        where = people.Server("tracking", f"http://127.0.0.1:{server.server_port}", ("admin", "pw"), timeout=10)
-        with pytest.raises(KitError) as info:
-            people.listed(where)
-        assert "users/list" in str(info.value) and "\n" not in info.value.message
+        yield f"http://127.0.0.1:{server.server_port}"
     finally:
         server.shutdown()
         server.server_close()
+
+
+@pytest.mark.parametrize("body", [b"<html>not MLflow</html>", b"[1, 2]", b'{"users": "admin"}',
+                                  b'{"users": [{"name": "no username"}]}', b'{"users": [null]}'])
+def test_an_answer_that_is_not_mlflows_is_refused_in_one_line(body):
+    """Whatever answers at the stack's address is outside the kit: a page, a list, users of another shape."""
+    with answering(body) as url, pytest.raises(KitError) as info:
+        people.listed(people.Server("tracking", url, ("admin", "pw"), timeout=10))
+    assert "users/list" in str(info.value) and "\n" not in info.value.message

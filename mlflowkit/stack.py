@@ -20,6 +20,7 @@ from mlflowkit.serving import ServedModel, free_port
 from mlflowkit.settings import Settings
 from mlflowkit.topology import (
     BROWSER_BLOCKED_PORTS,
+    IMAGE_VARIABLE,
     LOCAL_ARTIFACTS,
     METRICS_PROFILE,
     METRICS_SERVICE,
@@ -132,6 +133,8 @@ class Stack:
                            hint="MLflow's workspaces need a SQL store behind a tracking server: "
                                 + ", ".join(sorted(t.name for t in TOPOLOGIES.values() if t.supports_workspaces))
                                 + ".")
+        if workspaces or (self.env_file.exists() and self.workspaces_enabled):
+            self._check_workspaces_image()
         if metrics and not self.topology.has_metrics:
             raise KitError(f"--metrics is not available for {self.topology.name}.",
                            hint="it scrapes MLflow servers; file and sqlite run only a UI (clients write the store).")
@@ -374,6 +377,10 @@ class Stack:
         admin = (values["MLFLOW_AUTH_ADMIN_USERNAME"], values["MLFLOW_AUTH_ADMIN_PASSWORD"])
         return people.Server("tracking", self.ui_url(), admin, connection.server_cert_path or True,
                              connection.timeout)
+
+    def _check_workspaces_image(self) -> None:
+        """The MLflow this stack runs (its .env's image; none named: the kit's) has workspaces."""
+        workspaces.check_image((self.env() if self.env_file.exists() else {}).get(IMAGE_VARIABLE, ""))
 
     def add_person(self, name: str) -> str:
         """Make ``name`` a user (`mlflowkit users add`); on a stack with workspaces, also a ``user`` of the

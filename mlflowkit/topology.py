@@ -44,6 +44,7 @@ LOCAL_ARTIFACTS = "mlartifacts"
 METRICS_PROFILE = "metrics"
 ONE_SHOTS_PROFILE = "one-shots"  # one-shots run on demand only (Topology.one_shots_profile)
 METRICS_SERVICE = "prometheus"
+IMAGE_VARIABLE = "MLFLOW_IMAGE"  # the stack's .env picks its MLflow image with it (stacks/common/images.yaml)
 WORKSPACES_SWITCH = "MLFLOW_ENABLE_WORKSPACES"  # set in .env (`up --workspaces`): MLflow's workspaces on its servers
 METRICS_SWITCH = "MLFLOW_METRICS"  # set in .env (`up --metrics`): the servers run with --expose-prometheus
 SERVER_PORT = 5000

@@ -33,10 +33,9 @@ from mlflowkit.docker import check_engine, image_exists
 from mlflowkit.errors import CommandError, KitError
 from mlflowkit.settings import Settings
 from mlflowkit.stack import Stack
-from mlflowkit.topology import Backend
+from mlflowkit.topology import IMAGE_VARIABLE, Backend
 
 Log = Callable[[str], None]
-IMAGE_VARIABLE = "MLFLOW_IMAGE"  # the stack's .env picks its MLflow image with it (stacks/common/images.yaml)
 LOCK_ARG = "MLFLOW_LOCK"  # the pins the mlflow image installs (stacks/images/compose.yaml, build arg)
 # The images of the kit's own MLflow (servers; serving), and the one that builds another version's: one full image
 # a stack on that version runs for everything (stacks/images/compose.yaml).

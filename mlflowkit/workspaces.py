@@ -31,6 +31,7 @@ DEFAULT = "default"
 # MLflow's rule (WorkspaceNameValidator): Kubernetes-style names, 2-63 characters, some reserved.
 NAME = re.compile(r"[a-z0-9]([-a-z0-9]*[a-z0-9])?")
 RESERVED = frozenset({"workspaces", "api", "ajax-api", "static-files"})
+FIRST_VERSION = (3, 10)  # the first MLflow with workspaces
 
 
 class Level(str, Enum):
@@ -60,6 +61,16 @@ def check_name(name: str) -> str:
                        hint="2-63 lower-case letters, digits and inner '-' (not workspaces, api, ajax-api, "
                             "static-files).")
     return name
+
+
+def check_image(image: str) -> None:
+    """Refuse an image of an MLflow without workspaces (the kit's images are tagged with their version; another
+    tag is the user's own image, taken as it is): an older server would ignore the switch and isolate nothing."""
+    found = re.match(r"(\d+)\.(\d+)\.", image.rsplit(":", 1)[-1] + ".")
+    if found and (int(found[1]), int(found[2])) < FIRST_VERSION:
+        raise KitError(f"{image} runs an MLflow without workspaces (they came with "
+                       f"{'.'.join(map(str, FIRST_VERSION))}): --workspaces would isolate nothing.",
+                       hint="`mlflowkit upgrade` the stack first, or bring it up without --workspaces.")
 
 
 def listed(server: Server) -> list[Workspace]:

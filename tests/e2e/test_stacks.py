@@ -224,13 +224,97 @@ def test_image_layers_hold_no_private_key_credentials_file_or_generated_secret(e
 
 @pytest.mark.parametrize("name", ["proxied", "artifacts-only"])
 def test_auth_refuses_anonymous_writes_and_validates_authenticated(name, make_stack):
+    """With workspaces where the topology has them (proxied): the whole validation, serving included, runs in the
+    default workspace as before workspaces; then two teams in workspaces of their own."""
     stack = make_stack(TOPOLOGIES[name])
-    stack.up(auth=True)
+    stack.up(auth=True, workspaces=stack.topology.supports_workspaces)
+    assert stack.workspaces_enabled == stack.topology.supports_workspaces
     report = validate_isolated(stack)
     assert_passed(report, stack)
     assert "anonymous refused" in [step.name for step in report.steps]
     _artifacts_stream_through_the_proxy(stack)
     _people_act_as_themselves(stack)
+    if stack.workspaces_enabled:
+        _workspaces_keep_teams_apart(stack)
+
+
+def _workspaces_keep_teams_apart(stack) -> None:
+    """`mlflowkit workspaces` on a real stack: carol (vision) and dave (nlp), each a `user` of their team's workspace.
+    Carol writes through a plain MLflow client given only `env --user carol --workspace vision`: an experiment, a
+    run with an artifact (through the proxy), a registered model. Dave sees none of it and reads none of it — by id,
+    by name, in lists, the artifact through both of the server's artifact routes — from his workspace, from the
+    default one, and with a forged workspace header naming hers. Carol reads all of it; revoked, she creates
+    nothing more there; a workspace holding data is not removed."""
+    import os
+    import tempfile
+
+    import requests
+
+    from mlflowkit import workspaces
+    from mlflowkit.workspaces import Level, Member
+
+    server = stack.workspace_server()
+    teams = {"vision": "carol", "nlp": "dave"}
+    for team, person in teams.items():
+        stack.add_person(person)
+        workspaces.add(server, team, f"the {team} team")
+        workspaces.grant(server, team, person, Level.USER)
+    assert {w.name for w in workspaces.listed(server)} >= {"default", "vision", "nlp"}
+    assert workspaces.members(server, "vision") == [Member("carol", Level.USER)]
+    assert Member("carol", Level.USER) in workspaces.members(server, "default")  # as every person the kit adds
+
+    carol = stack.client_connection(user="carol", workspace="vision")
+    dave = stack.client_connection(user="dave", workspace="nlp")
+    assert carol.environ()["MLFLOW_WORKSPACE"] == "vision"
+    with tempfile.TemporaryDirectory() as scratch:
+        path = os.path.join(scratch, "hers.txt")
+        with open(path, "w") as handle:
+            handle.write("vision's")
+        with Client(carol).run("vision-work") as run:
+            run.log_params({"team": "vision"})
+            run.log_artifact(path)
+    experiment = Client(carol).get_experiment("vision-work")
+    assert experiment.workspace == "vision" and "/workspaces/vision/" in experiment.artifact_location
+
+    def call(who, method: str, path: str, workspace: str | None, **query) -> requests.Response:
+        where = {"params": query} if method == "GET" else {"json": query}
+        headers = {"X-MLFLOW-WORKSPACE": workspace} if workspace else {}
+        return requests.request(method, f"{who.tracking_uri}{path}", **where, headers=headers,
+                                auth=(who.username, who.password), timeout=60)
+
+    made = call(carol, "POST", "/api/2.0/mlflow/registered-models/create", "vision", name="vision-model")
+    assert made.status_code == 200, made.text
+    stored = Client(carol).get_run(run.run_id)
+    assert stored.data.params == {"team": "vision"}
+    key = stored.info.artifact_uri.split("mlflow-artifacts:/", 1)[1].strip("/")
+    reads = [("GET", "/api/2.0/mlflow/experiments/get", {"experiment_id": experiment.experiment_id}),
+             ("GET", "/api/2.0/mlflow/runs/get", {"run_id": run.run_id}),
+             ("GET", "/api/2.0/mlflow/artifacts/list", {"run_id": run.run_id}),
+             ("GET", "/get-artifact", {"run_id": run.run_id, "path": "hers.txt"}),
+             ("GET", f"/api/2.0/mlflow-artifacts/artifacts/{key}/hers.txt", {}),
+             ("GET", "/api/2.0/mlflow/registered-models/get", {"name": "vision-model"})]
+    for method, path, query in reads:
+        assert call(carol, method, path, "vision", **query).status_code == 200, path
+        for workspace in ("nlp", None, "vision"):  # his, the default, and a forged header naming hers
+            refused = call(dave, method, path, workspace, **query)
+            assert refused.status_code == 403, (path, workspace, refused.status_code, refused.text[:200])
+    assert call(carol, "GET", "/get-artifact", "vision", run_id=run.run_id, path="hers.txt").text == "vision's"
+    for workspace in ("nlp", None, "vision"):
+        listed = call(dave, "POST", "/api/2.0/mlflow/experiments/search", workspace, max_results=100).json()
+        assert "vision-work" not in {e["name"] for e in listed.get("experiments", [])}, workspace
+        models = call(dave, "GET", "/api/2.0/mlflow/registered-models/search", workspace, max_results=100).json()
+        assert "vision-model" not in {m["name"] for m in models.get("registered_models", [])}, workspace
+    assert [w.name for w in workspaces.listed(dataclasses.replace(server, admin=(dave.username, dave.password)))] \
+        == ["default", "nlp"], "a member lists only the workspaces he is in"
+    # his own team's workspace is his to write in
+    assert Client(dave).experiment("nlp-work")
+
+    workspaces.revoke(server, "vision", "carol")  # out: nothing new there (what she made stays hers)
+    refused = call(carol, "POST", "/api/2.0/mlflow/experiments/create", "vision", name="after-revoke")
+    assert refused.status_code == 403, refused.text
+    assert workspaces.members(server, "vision") == []
+    with pytest.raises(KitError, match="still contains"):  # MLflow's RESTRICT: a workspace with data stays
+        workspaces.remove(server, "vision")
 
 
 def _people_act_as_themselves(stack) -> None:
@@ -245,7 +329,7 @@ def _people_act_as_themselves(stack) -> None:
 
     server, kept = stack.user_server(), stack.passwords
     for name in ("alice", "bob"):
-        people.add(server, kept, name)
+        stack.add_person(name)  # with workspaces: a user of the default one too
     # the serving service's user, made by the validation's serve step: no admin, no password the kit hands out
     assert [(p.name, p.admin, p.password_kept) for p in people.people(server, kept)] == \
         [("admin", True, False), ("alice", False, True), ("bob", False, True), ("serving", False, False)]

@@ -12,7 +12,7 @@ from mlflowkit.cli import app
 from mlflowkit.client import Connection
 from mlflowkit.errors import KitError
 from mlflowkit.settings import Settings
-from mlflowkit.topology import TOPOLOGIES, WORKSPACES_SWITCH, ArtifactMode, Backend
+from mlflowkit.topology import IMAGE_VARIABLE, TOPOLOGIES, WORKSPACES_SWITCH, ArtifactMode, Backend
 
 runner = CliRunner()
 USER, ADMIN = workspaces.Level.USER, workspaces.Level.ADMIN
@@ -204,3 +204,26 @@ def test_a_connections_workspace_is_the_variable_a_plain_client_reads():
     assert connection.environ()["MLFLOW_WORKSPACE"] == "vision"
     assert Connection.from_env(connection.environ()).workspace == "vision"
     assert "MLFLOW_WORKSPACE" not in Connection("http://127.0.0.1:5000").environ()
+
+
+@pytest.mark.parametrize(("image", "refused"), [("mlflowkit/mlflow:3.1.4", True), ("mlflowkit/mlflow:2.22.5", True),
+                                                ("mlflowkit/mlflow:3.17.2", False), ("mlflowkit/mlflow:3.10.0", False),
+                                                ("registry.example/team/mlflow:prod", False), ("", False)])
+def test_an_mlflow_without_workspaces_is_refused_and_a_users_own_image_taken_as_it_is(image, refused):
+    if refused:
+        with pytest.raises(KitError, match="runs an MLflow without workspaces .* would isolate nothing"):
+            workspaces.check_image(image)
+    else:
+        workspaces.check_image(image)
+
+
+def test_up_with_workspaces_on_a_stack_of_an_older_mlflow_is_refused_before_the_engine(tmp_path, monkeypatch):
+    monkeypatch.setenv("MLFLOWKIT_HOME", str(tmp_path))
+    name = next(t.name for t in TOPOLOGIES.values() if t.supports_workspaces)
+    path = Settings().env_file(name)
+    envfile.ensure(path, TOPOLOGIES[name])
+    envfile.set_value(path, IMAGE_VARIABLE, "mlflowkit/mlflow:3.1.4")  # as `up --mlflow 3.1.4` leaves it
+    before = path.read_text()
+    result = runner.invoke(app, ["up", name, "--workspaces"])
+    assert result.exit_code == 1 and "mlflowkit/mlflow:3.1.4 runs an MLflow without workspaces" in result.output
+    assert path.read_text() == before, "nothing written"

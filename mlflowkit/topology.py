@@ -287,9 +287,10 @@ class Topology:
     @property
     def supports_workspaces(self) -> bool:
         """`mlflowkit up --workspaces`: MLflow's workspaces need a SQL store behind a tracking server. Not yet
-        artifacts-only: its separate artifacts server would need MLflow's workspace store URI too."""
+        where a separate `--artifacts-only` server answers clients' artifact calls (artifacts-only, ha's artifacts
+        pool): it would need MLflow's workspace store too, and is not proven."""
         return (self.has_tracking_server and self.backend is Backend.POSTGRESQL
-                and self.artifact_mode is not ArtifactMode.ARTIFACTS_SERVER)
+                and self.servers == (self.users_server,))
 
     @property
     def client_needs_s3_credentials(self) -> bool:

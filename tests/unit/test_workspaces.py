@@ -165,7 +165,9 @@ def test_workspaces_are_offered_where_mlflow_has_them_and_refused_elsewhere_in_o
     monkeypatch.setenv("MLFLOWKIT_HOME", str(tmp_path))
     offered = {t.name for t in TOPOLOGIES.values() if t.supports_workspaces}
     assert offered and all(TOPOLOGIES[n].backend is Backend.POSTGRESQL and TOPOLOGIES[n].has_tracking_server
-                           and TOPOLOGIES[n].artifact_mode is not ArtifactMode.ARTIFACTS_SERVER for n in offered)
+                           and TOPOLOGIES[n].servers == (TOPOLOGIES[n].users_server,) for n in offered)
+    assert not any(t.supports_workspaces for t in TOPOLOGIES.values()
+                   if t.artifact_mode is ArtifactMode.ARTIFACTS_SERVER or t.replicas), "a separate artifacts server"
     for name in sorted(set(TOPOLOGIES) - offered):
         result = runner.invoke(app, ["up", name, "--workspaces"])  # refused before any engine is asked
         assert result.exit_code == 1 and f"--workspaces is not available for {name}" in result.output

@@ -74,6 +74,8 @@ def facts() -> dict[str, Any]:
             # Replicated: pools behind Services (an Ingress routes artifact calls to the artifacts pool), HA
             # stores required, one users database beside MLflow's, job execution off.
             "replicated": bool(t.replicas),
+            # MLflow's workspaces can run (values `workspaces.enabled`; `mlflowkit up --workspaces`).
+            "workspaces": t.supports_workspaces,
         }
         if t.pooling is not None:
             out[name]["pooling"] = _pooling(t)

@@ -590,3 +590,18 @@ def test_ingress_routes_artifact_calls_to_the_artifacts_pool(topology):
         env = {e["name"]: e.get("value") for e in pod_spec(workload(docs, server))["containers"][0]["env"]}
         assert allowed(rule["host"], env["MLFLOW_SERVER_ALLOWED_HOSTS"])
         assert env["MLFLOW_SERVER_ENABLE_JOB_EXECUTION"] == "false"
+
+
+def test_workspaces_reach_the_tracking_server_where_the_topology_has_them_and_fail_elsewhere_naming_those():
+    from helm_python.errors import HelmError
+
+    offered = sorted(t.name for t in TOPOLOGIES.values() if t.supports_workspaces and t.name in NAMES)
+    for topology in NAMES:
+        if topology in offered:
+            for enabled in (True, False):
+                docs = documents({"topology": topology, "auth": {"enabled": True}, "workspaces": {"enabled": enabled}})
+                env = {e["name"]: e.get("value") for e in pod_spec(workload(docs, "mlflow"))["containers"][0]["env"]}
+                assert env["MLFLOW_ENABLE_WORKSPACES"] == str(enabled).lower(), (topology, enabled)
+        else:
+            with pytest.raises(HelmError, match=f"topology {topology} has no workspaces.*{', '.join(offered)}"):
+                documents({"topology": topology, "workspaces": {"enabled": True}, "acknowledgeSinglePodStores": True})

@@ -13,6 +13,12 @@ Fixtures (each test that uses one is parametrized over the chosen topologies, id
 - ``mlflow_tracking``: applies those variables and MLflow's tracking/registry URIs for the test; yields the
   connection.
 - ``mlflow_settings``: the :class:`mlflowkit.settings.Settings` the stacks use (override it in a conftest).
+- ``mlflow_person``: with ``--mlflow-auth``, ``mlflow_person("alice")`` is alice's own connection (a user made
+  once per session, never the admin); with ``--mlflow-workspaces``, ``mlflow_person("alice", workspace="vision")``
+  hers in that workspace (made, and she a member, when not yet): a team tests its own permission model.
+
+``--mlflow-auth`` brings the stacks up with MLflow's basic-auth app (``mlflowkit up --auth``; the other fixtures
+then connect as the stack's admin), ``--mlflow-workspaces`` with workspaces too (``up --workspaces``).
 
 Topologies come from ``@pytest.mark.mlflow_topology(...)`` and ``--mlflow-topology``: a marked test runs on its
 marked topologies (narrowed by the option when both are given), an unmarked one on the option's, else on
@@ -24,7 +30,7 @@ from __future__ import annotations
 import secrets
 import sys
 import time
-from collections.abc import Generator, Iterator
+from collections.abc import Callable, Generator, Iterator
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
@@ -44,7 +50,7 @@ PARAM = "mlflow_topology"  # the fixture every other fixture of this plugin depe
 _CLIENT_VARIABLES = (
     "MLFLOW_TRACKING_URI", "MLFLOW_REGISTRY_URI", "MLFLOW_S3_ENDPOINT_URL", "MLFLOW_TRACKING_USERNAME",
     "MLFLOW_TRACKING_PASSWORD", "MLFLOW_TRACKING_TOKEN", "MLFLOWKIT_ARTIFACT_LOCATION", "AWS_ACCESS_KEY_ID",
-    "AWS_SECRET_ACCESS_KEY", "AWS_SESSION_TOKEN", "AWS_PROFILE",
+    "AWS_SECRET_ACCESS_KEY", "AWS_SESSION_TOKEN", "AWS_PROFILE", "MLFLOW_WORKSPACE",
 )
 
 
@@ -64,6 +70,8 @@ class _State:
     selected: list[str] | None  # --mlflow-topology, or None
     log_lines: int
     prefix: str
+    auth: bool = False  # --mlflow-auth
+    workspaces: bool = False  # --mlflow-workspaces
     running: dict[str, _Started] = field(default_factory=dict)
     history: list[tuple[str, _Started]] = field(default_factory=list)
 
@@ -81,6 +89,12 @@ def pytest_addoption(parser: pytest.Parser) -> None:
                     help="Compose project prefix of the stacks (default: mlflowkit-pytest-<random>, unique per run)")
     group.addoption("--mlflow-log-lines", type=int, default=200, metavar="N",
                     help="lines of each service's log attached to a failing test's report (default: 200; 0: none)")
+    group.addoption("--mlflow-auth", action="store_true", default=False,
+                    help="stacks with MLflow's basic-auth app (mlflowkit up --auth): fixture mlflow_person gives a "
+                    "test a person's own connection; the other fixtures connect as the admin")
+    group.addoption("--mlflow-workspaces", action="store_true", default=False,
+                    help="stacks with MLflow's workspaces too (mlflowkit up --workspaces; implies --mlflow-auth): "
+                    "mlflow_person(name, workspace=...)")
 
 
 def pytest_configure(config: pytest.Config) -> None:
@@ -91,7 +105,9 @@ def pytest_configure(config: pytest.Config) -> None:
     except ValueError as exc:
         raise pytest.UsageError(str(exc)) from None
     prefix = config.getoption("--mlflow-project-prefix") or f"mlflowkit-pytest-{secrets.token_hex(3)}"
-    config.stash[_STATE] = _State(selected, config.getoption("--mlflow-log-lines"), prefix)
+    workspaces = config.getoption("--mlflow-workspaces")
+    config.stash[_STATE] = _State(selected, config.getoption("--mlflow-log-lines"), prefix,
+                                  auth=config.getoption("--mlflow-auth") or workspaces, workspaces=workspaces)
 
 
 def _parse_option(values: list[str]) -> list[str] | None:
@@ -186,7 +202,7 @@ def mlflow_stack(mlflow_topology: str, mlflow_settings: Settings, pytestconfig: 
     start = time.monotonic()
     failure: KitError | None = None
     try:
-        stack.up(free_ports=True)
+        stack.up(free_ports=True, auth=state.auth, workspaces=state.workspaces)
     except KitError as exc:
         failure = exc
     except BaseException:  # interrupted: nothing half-started is left behind
@@ -210,8 +226,34 @@ def mlflow_stack(mlflow_topology: str, mlflow_settings: Settings, pytestconfig: 
 
 @pytest.fixture(scope="session")
 def mlflow_connection(mlflow_stack: Stack) -> Connection:
-    """How a client on this host reaches the stack."""
-    return mlflow_stack.connection()
+    """How a client on this host reaches the stack (with --mlflow-auth, as its admin)."""
+    return mlflow_stack.client_connection(admin=mlflow_stack.auth_enabled)
+
+
+@pytest.fixture
+def mlflow_person(mlflow_stack: Stack) -> Callable[..., Connection]:
+    """``mlflow_person(name, workspace=None, level="user")``: that person's own connection to the stack (its
+    user made once per session; --mlflow-auth), in ``workspace`` when given (made when missing, the person made a
+    member at ``level`` when not one yet; --mlflow-workspaces). Refusals are the kit's one-line errors."""
+
+    def person(name: str, workspace: str | None = None, level: str = "user") -> Connection:
+        from mlflowkit import workspaces
+        from mlflowkit.errors import KitError
+
+        if level not in {known.value for known in workspaces.Level}:
+            raise KitError(f"level {level!r} is not one of MLflow's workspace levels: "
+                           f"{', '.join(known.value for known in workspaces.Level)}.")
+        if mlflow_stack.passwords.get(name) is None:
+            mlflow_stack.add_person(name)
+        if workspace is not None:
+            server = mlflow_stack.workspace_server()
+            if workspace not in {w.name for w in workspaces.listed(server)}:
+                workspaces.add(server, workspace)
+            if name not in {m.person for m in workspaces.members(server, workspace)}:
+                workspaces.grant(server, workspace, name, workspaces.Level(level))
+        return mlflow_stack.client_connection(user=name, workspace=workspace)
+
+    return person
 
 
 @pytest.fixture(scope="session")

@@ -1,6 +1,8 @@
 """The pytest plugin for real, as another project runs it: a small test session in its own process against one
-topology (postgres-s3: the quickest) — its tests pass, a failing test's report carries the services' logs, and
-afterwards nothing of its Compose project is left (containers, volumes, networks)."""
+topology (postgres-s3: the quickest), with --mlflow-workspaces (auth and workspaces: the plugin without them runs
+in CI's example project, .ci/example.sh) — its tests pass, two people each in their own workspace do not see each
+other's runs, a failing test's report carries the services' logs, and afterwards nothing of its Compose project is
+left (containers, volumes, networks)."""
 
 from __future__ import annotations
 
@@ -21,6 +23,7 @@ DOCKER_CONFIG = os.environ.get("DOCKER_CONFIG") or os.path.expanduser("~/.docker
 
 USER_TESTS = """
 import mlflow
+import pytest
 
 
 def test_client_logs_and_finds_the_run(mlflow_client):
@@ -36,6 +39,22 @@ def test_plain_mlflow_client(mlflow_tracking, mlflow_environ, tmp_path):
         mlflow.log_text("hello", "note.txt")  # postgres-s3: the client writes S3 with the stack's keys
     path = mlflow.artifacts.download_artifacts(run_id=run.info.run_id, artifact_path="note.txt", dst_path=tmp_path)
     assert open(path).read() == "hello"
+
+
+def test_people_each_in_their_workspace(mlflow_person, mlflow_connection):
+    from mlflowkit.client import Client
+    from mlflowkit.errors import KitError
+
+    carol = mlflow_person("carol", workspace="vision")
+    assert (carol.username, carol.workspace) == ("carol", "vision") and carol.password != mlflow_connection.password
+    with Client(carol).run("vision-work") as run:
+        run.log_params({"by": "carol"})
+    dave = Client(mlflow_person("dave", workspace="nlp"))
+    assert "vision-work" not in {e.name for e in dave.experiments()}
+    with pytest.raises(KitError, match="403|PERMISSION_DENIED|Permission denied"):
+        dave.get_run(run.run_id)
+    assert mlflow_person("carol", workspace="vision") == carol  # made once per session
+    assert Client(carol).get_run(run.run_id).data.params == {"by": "carol"}
 
 
 def test_fails_deliberately(mlflow_stack):
@@ -62,9 +81,9 @@ def test_users_session_passes_reports_logs_and_leaves_nothing(pytester: pytest.P
     try:
         result = pytester.runpytest_subprocess(
             "-p", "mlflowkit.pytest_plugin", "--mlflow-topology", "postgres-s3", "--mlflow-project-prefix", prefix,
-            "--mlflow-log-lines", "50", timeout=900)
+            "--mlflow-log-lines", "50", "--mlflow-workspaces", timeout=900)
         output = result.stdout.str()
-        result.assert_outcomes(passed=2, failed=1)
+        result.assert_outcomes(passed=3, failed=1)
         # The failing test's report: its own assertion, then the services' logs (each service's prefix).
         failure = output.split("test_fails_deliberately", 1)[1]
         assert "deliberately failing" in failure

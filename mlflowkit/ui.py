@@ -18,7 +18,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
-from urllib.parse import urlsplit
+from urllib.parse import quote, urlsplit
 
 from mlflowkit.errors import KitError
 
@@ -315,8 +315,18 @@ class Target:
     spans: tuple[str, ...]
     file_store: bool = False  # the server reads a file store (see FILE_STORE_GAPS)
     ca_file: str | None = None  # https with the stack's own CA (a browser does not know it; see _trust_stack_ca)
+    # A server with workspaces (`up --workspaces`): the one the data is in. MLflow's UI then shows a workspace
+    # picker at every page that does not name one (`?workspace=` of its hash routes).
+    workspace: str | None = None
     username: str | None = None  # basic auth (`mlflowkit up --auth`)
     password: str | None = field(default=None, repr=False)
+
+
+def in_workspace(url: str, workspace: str | None) -> str:
+    """``url`` (a UI hash route) in ``workspace``: MLflow's UI reads it from the route's query."""
+    if workspace is None:
+        return url
+    return f"{url}{'&' if '?' in url.split('#', 1)[-1] else '?'}workspace={quote(workspace)}"
 
 
 def check(target: Target, screenshot: Path, timeout: float = 30) -> str:
@@ -343,17 +353,18 @@ def check(target: Target, screenshot: Path, timeout: float = 30) -> str:
                 raise KitError(f"the UI answered {status} to a browser without credentials, not 401 (login)")
             b.reset()
         b.authenticate(target.username, target.password)
-        b.open(base + "/#/experiments")
+        b.open(in_workspace(base + "/#/experiments", target.workspace))
         b.wait_for([target.experiment], "experiment list", timeout)
         b.click_link(target.experiment, timeout)
         b.wait_for_url(f"/experiments/{target.experiment_id}", f"the link {target.experiment!r}", timeout)
         b.wait_for([target.run_name], f"experiment {target.experiment!r}", timeout)
-        b.open(f"{base}/#/experiments/{target.experiment_id}/runs/{target.run_id}")
+        b.open(in_workspace(f"{base}/#/experiments/{target.experiment_id}/runs/{target.run_id}", target.workspace))
         b.wait_for([target.run_name, *target.metrics, *map(repr, target.metrics.values())], "run page", timeout)
         b.screenshot(screenshot)
-        b.open(f"{base}/#/models/{target.model}")
+        b.open(in_workspace(f"{base}/#/models/{target.model}", target.workspace))
         b.wait_for([f"Version {target.version}", target.alias], f"registered model {target.model!r}", timeout)
-        b.open(f"{base}/#/experiments/{target.experiment_id}/traces?selectedEvaluationId={target.trace_id}")
+        b.open(in_workspace(f"{base}/#/experiments/{target.experiment_id}/traces?selectedEvaluationId={target.trace_id}",
+                            target.workspace))
         b.wait_for(list(target.spans), "traces view", timeout)
         time.sleep(0.5)  # calls started by the last page finish (their failures count too)
     except KitError as exc:

@@ -19,6 +19,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
+from mlflowkit import workspaces
 from mlflowkit.client import TELEMETRY_OFF, Client, model_uri, to_jsonable
 from mlflowkit.errors import KitError
 from mlflowkit.settings import Settings
@@ -307,7 +308,8 @@ def step_ui(s: _State) -> str:
         base_url=s.stack.ui_url(), experiment=EXPERIMENT, experiment_id=run.info.experiment_id, run_id=s.run_id,
         run_name=run.info.run_name, metrics=dict(run.data.metrics), model=MODEL_NAME, version=s.version,
         alias=ALIAS, trace_id=s.trace_id, spans=tuple(TRACE_SPANS), file_store=s.stack.topology.backend is Backend.FILE,
-        ca_file=connection.server_cert_path, username=connection.username, password=connection.password)
+        ca_file=connection.server_cert_path, username=connection.username, password=connection.password,
+        workspace=connection.workspace or (workspaces.DEFAULT if s.stack.workspaces_enabled else None))
     screenshot = report_dir(s.stack.settings, s.stack.topology.name) / "run-page.png"
     return ui.check(target, screenshot, timeout=min(connection.timeout, 30))  # a page shows in ~3 s
 

@@ -276,10 +276,10 @@ def _workspaces_keep_teams_apart(stack) -> None:
     experiment = Client(carol).get_experiment("vision-work")
     assert experiment.workspace == "vision" and "/workspaces/vision/" in experiment.artifact_location
 
-    def call(who, method: str, path: str, workspace: str | None, **query) -> requests.Response:
+    def call(who, method: str, route: str, workspace: str | None, **query) -> requests.Response:
         where = {"params": query} if method == "GET" else {"json": query}
         headers = {"X-MLFLOW-WORKSPACE": workspace} if workspace else {}
-        return requests.request(method, f"{who.tracking_uri}{path}", **where, headers=headers,
+        return requests.request(method, f"{who.tracking_uri}{route}", **where, headers=headers,
                                 auth=(who.username, who.password), timeout=60)
 
     made = call(carol, "POST", "/api/2.0/mlflow/registered-models/create", "vision", name="vision-model")
@@ -293,11 +293,11 @@ def _workspaces_keep_teams_apart(stack) -> None:
              ("GET", "/get-artifact", {"run_id": run.run_id, "path": "hers.txt"}),
              ("GET", f"/api/2.0/mlflow-artifacts/artifacts/{key}/hers.txt", {}),
              ("GET", "/api/2.0/mlflow/registered-models/get", {"name": "vision-model"})]
-    for method, path, query in reads:
-        assert call(carol, method, path, "vision", **query).status_code == 200, path
+    for method, route, query in reads:
+        assert call(carol, method, route, "vision", **query).status_code == 200, route
         for workspace in ("nlp", None, "vision"):  # his, the default, and a forged header naming hers
-            refused = call(dave, method, path, workspace, **query)
-            assert refused.status_code == 403, (path, workspace, refused.status_code, refused.text[:200])
+            refused = call(dave, method, route, workspace, **query)
+            assert refused.status_code == 403, (route, workspace, refused.status_code, refused.text[:200])
     assert call(carol, "GET", "/get-artifact", "vision", run_id=run.run_id, path="hers.txt").text == "vision's"
     for workspace in ("nlp", None, "vision"):
         listed = call(dave, "POST", "/api/2.0/mlflow/experiments/search", workspace, max_results=100).json()

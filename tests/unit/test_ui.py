@@ -157,3 +157,13 @@ def test_a_stack_ca_is_checked_here_before_the_browser_accepts_its_certificate(t
         ui._trust_stack_ca(browser, _target(url, certifi.where()))  # public CAs: not this certificate's
     ui._trust_stack_ca(browser, _target("http://127.0.0.1:5040", None))  # plain http: nothing accepted
     assert browser.driver.commands[-1] == ("Security.setIgnoreCertificateErrors", {"ignore": False})
+
+
+def test_a_page_in_a_workspace_names_it_in_the_hash_routes_query():
+    from mlflowkit.ui import in_workspace
+
+    base = "http://127.0.0.1:5010"
+    assert in_workspace(f"{base}/#/experiments", None) == f"{base}/#/experiments"
+    assert in_workspace(f"{base}/#/experiments", "vision") == f"{base}/#/experiments?workspace=vision"
+    assert in_workspace(f"{base}/#/experiments/1/traces?selectedEvaluationId=tr-1", "default") == \
+        f"{base}/#/experiments/1/traces?selectedEvaluationId=tr-1&workspace=default"

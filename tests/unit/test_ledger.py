@@ -20,15 +20,15 @@ def test_the_table_sums_both_tiers_per_file_slowest_first_and_flags_a_file_over_
              "files": {"tests/unit/a.py": {"seconds": 12.0, "tests": 3}, "tests/e2e/test_stacks.py":
                        {"seconds": 90.0, "tests": 1}}}
     slow = {"tier": "test-slow", "wall_seconds": 1800.0,
-            "files": {"tests/e2e/test_stacks.py": {"seconds": 1900.0, "tests": 14},
+            "files": {"tests/e2e/test_stacks.py": {"seconds": 2300.0, "tests": 14},
                       "tests/e2e/new.py": {"seconds": 120.0, "tests": 2}}}
     lines = ledger.table([quick, slow])
     rows = [line.split() for line in lines[1:4]]
     assert [row[0] for row in rows] == ["tests/e2e/test_stacks.py", "tests/e2e/new.py", "tests/unit/a.py"]
-    assert rows[0][1:4] == ["33.2", "15", f"{ledger.SHARES['tests/e2e/test_stacks.py']:.1f}"]
-    assert "OVER" in lines[1] and "OVER" in lines[2] and "OVER" not in lines[3]  # 33.2 > 30; 2.0 > 0.5; 0.2
+    assert rows[0][1:4] == ["39.8", "15", f"{ledger.SHARES['tests/e2e/test_stacks.py']:.1f}"]
+    assert "OVER" in lines[1] and "OVER" in lines[2] and "OVER" not in lines[3]  # 39.8 > 36; 2.0 > 0.5; 0.2
     assert lines[-2] == "tier test: 4 tests, 5.0 min wall (1.7 min of test time)"
-    assert lines[-1] == "tier test-slow: 16 tests, 30.0 min wall (33.7 min of test time)"
+    assert lines[-1] == "tier test-slow: 16 tests, 30.0 min wall (40.3 min of test time)"
 
 
 def test_a_run_prints_its_ledger_and_writes_it_as_json(pytester: pytest.Pytester):

@@ -144,18 +144,19 @@ class FakeStack:
     failing_up: set[str] = set()
 
     def __init__(self, topology, settings, log) -> None:
-        self.topology, self.settings, self._up = topology, settings, False
+        self.topology, self.settings, self._up, self.auth_enabled = topology, settings, False, False
 
     @property
     def project(self) -> str:
         return self.settings.project(self.topology.name)
 
-    def up(self, *, free_ports: bool) -> None:
+    def up(self, *, free_ports: bool, auth: bool = False, workspaces: bool = False) -> None:
         from mlflowkit.errors import KitError
 
         assert free_ports
-        self.events.append(f"up {self.topology.name}")
-        self._up = True
+        self.events.append(" ".join(["up", self.topology.name, *(["auth"] if auth else []),
+                                     *(["workspaces"] if workspaces else [])]))
+        self._up, self.auth_enabled = True, auth
         if self.topology.name in self.failing_up:
             raise KitError(f"{self.topology.name} did not come up: boom", details="postgres-1 | FATAL: disk full")
 
@@ -177,6 +178,12 @@ class FakeStack:
         from mlflowkit.client import Connection
 
         return Connection("http://127.0.0.1:1")
+
+    def client_connection(self, user=None, admin=False, workspace=None):
+        import dataclasses
+
+        assert (user, workspace) == (None, None) and admin == self.auth_enabled  # the admin's where there is one
+        return dataclasses.replace(self.connection(), username="admin" if admin else None)
 
 
 @pytest.fixture
@@ -221,6 +228,17 @@ def test_a_stack_that_does_not_come_up_errors_its_tests_once_with_the_cause(pt, 
     result.assert_outcomes(errors=2)
     assert fake_stack.events == ["up proxied", "down proxied"]  # tried once, the half-started stack removed
     result.stdout.fnmatch_lines(["*mlflowkit: proxied did not come up: boom*", "postgres-1 | FATAL: disk full"])
+
+
+@pytest.mark.parametrize(("options", "up"), [((), "up proxied"), (("--mlflow-auth",), "up proxied auth"),
+                                              (("--mlflow-workspaces",), "up proxied auth workspaces")])
+def test_auth_and_workspaces_options_bring_the_stacks_up_with_them_and_connect_as_the_admin(pt, fake_stack,
+                                                                                          options, up):
+    admin = "admin" if options else None
+    pt.makepyfile(f"def test_a(mlflow_connection):\n    assert mlflow_connection.username == {admin!r}\n")
+    result = pt.runpytest(*PLUGIN, "--mlflow-topology", "proxied", *options)
+    result.assert_outcomes(passed=1)
+    assert fake_stack.events == [up, "down proxied"]
 
 
 def test_an_interrupted_run_still_removes_its_stack(pt, fake_stack):

@@ -473,7 +473,7 @@ def workspaces_grant(name: TopologyArg, workspace: WorkspaceArg, person: PersonA
                               "included")] = workspaces.Level.USER) -> None:
     """Make PERSON (`mlflowkit users add`) a member of WORKSPACE."""
     workspaces.grant(_stack(name).workspace_server(), workspace, person, level)
-    out.print(f"{person} is a {level.value} of {workspace}; their environment there: eval \"$(mlflowkit env {name} "
+    out.print(f"{person} is in {workspace} as {level.value}; their environment there: eval \"$(mlflowkit env {name} "
               f"--user {person} --workspace {workspace})\"", markup=False, highlight=False)
 
 

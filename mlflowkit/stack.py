@@ -130,7 +130,7 @@ class Stack:
                            hint="it protects MLflow servers; file and sqlite have none (their data is a local file).")
         if workspaces and not self.topology.supports_workspaces:
             raise KitError(f"--workspaces is not available for {self.topology.name}.",
-                           hint="MLflow's workspaces need a SQL store behind a tracking server: "
+                           hint="MLflow's workspaces need a SQL store behind the stack's one MLflow server: "
                                 + ", ".join(sorted(t.name for t in TOPOLOGIES.values() if t.supports_workspaces))
                                 + ".")
         if workspaces or (self.env_file.exists() and self.workspaces_enabled):
@@ -373,8 +373,10 @@ class Stack:
         (ha's replicas share one users database, artifacts-only's artifacts server the tracking server's)."""
         self._require_auth()
         values = self.env()
+        return self._tracking_server((values["MLFLOW_AUTH_ADMIN_USERNAME"], values["MLFLOW_AUTH_ADMIN_PASSWORD"]))
+
+    def _tracking_server(self, admin: tuple[str, str] | None) -> people.Server:
         connection = self.connection()
-        admin = (values["MLFLOW_AUTH_ADMIN_USERNAME"], values["MLFLOW_AUTH_ADMIN_PASSWORD"])
         return people.Server("tracking", self.ui_url(), admin, connection.server_cert_path or True,
                              connection.timeout)
 
@@ -398,11 +400,7 @@ class Stack:
             raise KitError(f"{self.topology.name} runs without --workspaces.",
                            hint=f"`mlflowkit up {self.topology.name} --auth --workspaces` (a stack with data keeps "
                                 "it, in the default workspace).")
-        if self.auth_enabled:
-            return self.user_server()
-        connection = self.connection()
-        return people.Server("tracking", self.ui_url(), None, connection.server_cert_path or True,
-                             connection.timeout)
+        return self.user_server() if self.auth_enabled else self._tracking_server(None)
 
     def _require_auth(self) -> None:
         if not self.auth_enabled:

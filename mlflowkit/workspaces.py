@@ -101,9 +101,13 @@ def remove(server: Server, name: str) -> None:
 def members(server: Server, workspace: str) -> list[Member]:
     """Who is in ``workspace`` at which level (through the levels' roles), sorted by person."""
     _known(server, workspace)
+    return _members(server, _level_roles(server, workspace))
+
+
+def _members(server: Server, roles: dict[Level, int]) -> list[Member]:
     names = {number: name for name, number in listed_ids(server).items()}
     found = []
-    for level, role in _level_roles(server, workspace).items():
+    for level, role in roles.items():
         assignments = call(server, "GET", f"{ROLES}/users/list", params={"role_id": role}).get("assignments", [])
         if not isinstance(assignments, list) or not all(isinstance(a, dict) for a in assignments):
             raise KitError(f"the {server.name} server's members of role {role} are not a list: "
@@ -117,11 +121,12 @@ def grant(server: Server, workspace: str, person: str, level: Level) -> None:
     revoking first)."""
     _known(server, workspace)
     _person(server, person)
-    held = [m.level.value for m in members(server, workspace) if m.person == person]
+    roles = _level_roles(server, workspace)
+    held = [m.level.value for m in _members(server, roles) if m.person == person]
     if held:
         raise KitError(f"{person} is already in {workspace}, as {held[0]}.",
                        hint=f"revoke it first (`mlflowkit workspaces revoke … {workspace} {person}`).")
-    role = _level_roles(server, workspace).get(level) or _make_role(server, workspace, level)
+    role = roles.get(level) or _make_role(server, workspace, level)
     call(server, "POST", f"{ROLES}/assign", json={"username": person, "role_id": role})
 
 
@@ -130,7 +135,7 @@ def revoke(server: Server, workspace: str, person: str) -> None:
     _known(server, workspace)
     _person(server, person)
     roles = _level_roles(server, workspace)
-    held = [m.level for m in members(server, workspace) if m.person == person]
+    held = [m.level for m in _members(server, roles) if m.person == person]
     if not held:
         raise KitError(f"{person} is not a member of {workspace}.")
     for level in held:
